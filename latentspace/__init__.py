@@ -1,0 +1,85 @@
+"""latentspace: embeddings that represent and retrieve, latent spaces that compress and
+generate, and one rule that binds them: one space per model.
+
+>>> import latentspace as ls
+>>> store = ls.open_store("my-store")                          # doctest: +SKIP
+>>> col = store.create_collection("docs", encoder=ls.default_encoder())  # doctest: +SKIP
+"""
+
+from ._version import __version__
+from .collections.collection import Collection, WriteResult
+from .collections.hits import Hit, Record, distances
+from .core.errors import (
+    AlreadyExistsError,
+    AuthError,
+    BackendUnavailableError,
+    CorruptStoreError,
+    EncodingError,
+    InvalidInputError,
+    LatentSpaceError,
+    ModelLoadError,
+    NotFittedError,
+    NotFoundError,
+    SpaceMismatchError,
+    StoreFormatError,
+    StoreLockedError,
+)
+from .core.space import SpaceSpec
+from .embed import Encoder, default_encoder, encoder_from_config
+from .storage.index import HnswParams
+from .storage.store import CollectionInfo, Store, open_store
+
+
+def __getattr__(name: str):
+    # encoders import torch/httpx lazily: only when asked for
+    if name == "SentenceTransformerEncoder":
+        from .embed.sentence_transformers import SentenceTransformerEncoder
+
+        return SentenceTransformerEncoder
+    if name == "TransformersEncoder":
+        from .embed.transformers import TransformersEncoder
+
+        return TransformersEncoder
+    if name == "OpenAICompatibleEncoder":
+        from .embed.openai import OpenAICompatibleEncoder
+
+        return OpenAICompatibleEncoder
+    raise AttributeError(f"module 'latentspace' has no attribute {name!r}")
+
+
+__all__ = [
+    "__version__",
+    # spaces
+    "SpaceSpec",
+    # encoders
+    "Encoder",
+    "SentenceTransformerEncoder",
+    "TransformersEncoder",
+    "OpenAICompatibleEncoder",
+    "default_encoder",
+    "encoder_from_config",
+    # store and collections
+    "Store",
+    "open_store",
+    "CollectionInfo",
+    "Collection",
+    "WriteResult",
+    "Hit",
+    "Record",
+    "HnswParams",
+    "distances",
+    # errors
+    "LatentSpaceError",
+    "InvalidInputError",
+    "SpaceMismatchError",
+    "NotFoundError",
+    "AlreadyExistsError",
+    "CorruptStoreError",
+    "StoreFormatError",
+    "StoreLockedError",
+    "ModelLoadError",
+    "EncodingError",
+    "NotFittedError",
+    "BackendUnavailableError",
+    "AuthError",
+]

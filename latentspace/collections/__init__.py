@@ -1,0 +1,1 @@
+"""Collections: records bound to one space, and how they are searched."""

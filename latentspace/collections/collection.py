@@ -1,0 +1,348 @@
+"""Collection: records bound to one space, with vector, exact, keyword and hybrid search."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from ..core.errors import InvalidInputError, SpaceMismatchError
+from ..core.space import SpaceSpec
+from ..core.validation import (
+    MAX_K,
+    canonical_json,
+    check_choice,
+    check_float,
+    check_ids,
+    check_int,
+    check_k,
+    check_metadata,
+    check_query_text,
+    check_vectors,
+)
+from ..storage.filters import compile_where
+from ..storage.index import to_scores
+from .fusion import reciprocal_rank_fusion
+from .hits import Hit, Record
+
+if TYPE_CHECKING:
+    from ..embed.base import Encoder
+    from ..storage.collection_storage import CollectionStorage
+    from ..storage.store import CollectionInfo, Store
+
+Mode = Literal["vector", "exact", "keyword", "hybrid"]
+MODES = ("vector", "exact", "keyword", "hybrid")
+#: filtered vector search scans the matching rows exactly up to this many matches,
+#: above it searches the HNSW index restricted to them (measured in bench/search.py)
+EXACT_FILTER_LIMIT = 20_000
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did: records added, replaced, and left as they were (same content)."""
+
+    added: int = 0
+    replaced: int = 0
+    unchanged: int = 0
+
+
+def content_hash(document: str | None, metadata: dict, vector: np.ndarray | None) -> str:
+    h = hashlib.sha256(canonical_json([document, metadata]).encode())
+    if vector is not None:
+        h.update(vector.tobytes())
+    return h.hexdigest()
+
+
+class Collection:
+    """A persistent set of ``(id, vector, document, metadata)`` records in one space."""
+
+    def __init__(self, store: Store, storage: CollectionStorage, info: CollectionInfo, encoder: Encoder | None):
+        self.store = store
+        self._storage = storage
+        self._info = info
+        self._encoder = encoder
+
+    # -- identity ---------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._info.name
+
+    @property
+    def spec(self) -> SpaceSpec:
+        return self._info.spec
+
+    @property
+    def metadata(self) -> dict:
+        return dict(self._info.metadata)
+
+    @property
+    def encoder(self) -> Encoder:
+        """The collection's encoder; rebuilt from its stored config on first use."""
+        if self._encoder is None:
+            if self._info.encoder is None:
+                raise InvalidInputError(
+                    f"Collection {self.name!r} was created from a SpaceSpec without an encoder: it cannot embed text. "
+                    "Pass vectors (vectors=..., vector=...) or open it with get_collection(name, encoder=...)."
+                )
+            from ..embed import encoder_from_config
+
+            encoder = encoder_from_config(self._info.encoder)
+            self.spec.require_same(encoder.spec, f"Rebuilding the encoder of collection {self.name!r}")
+            self._encoder = encoder
+        return self._encoder
+
+    @property
+    def has_encoder(self) -> bool:
+        return self._encoder is not None or self._info.encoder is not None
+
+    def info(self):
+        return self.store.collection_info(self.name)
+
+    def __len__(self) -> int:
+        return self._storage.count()
+
+    def count(self, where: dict | None = None) -> int:
+        return self._storage.count(where)
+
+    def __repr__(self) -> str:
+        return f"Collection({self.name!r}, {self.spec.describe()}, metric={self.spec.metric})"
+
+    # -- writes -------------------------------------------------------------------------
+    def add(self, ids, documents=None, metadatas=None, *, vectors=None, space: SpaceSpec | None = None) -> WriteResult:
+        """Add new records (an id that exists raises AlreadyExistsError; nothing is written)."""
+        return self._write(ids, documents, metadatas, vectors, space, replace=False)
+
+    def upsert(self, ids, documents=None, metadatas=None, *, vectors=None, space: SpaceSpec | None = None) -> WriteResult:
+        """Add or replace records; records whose content is unchanged are left alone."""
+        return self._write(ids, documents, metadatas, vectors, space, replace=True)
+
+    def _check_vectors(self, vectors: Any, space: SpaceSpec | None, what: str) -> np.ndarray:
+        if space is not None:
+            self.spec.require_same(space, f"{what} for collection {self.name!r}")
+        elif self._info.encoder is not None:
+            raise SpaceMismatchError(
+                f"{what}: collection {self.name!r} is bound to the space of its encoder ({self.spec.describe()}); "
+                "vectors must name their space: pass space=encoder.spec (or embed text through the collection)."
+            )
+        return check_vectors(vectors, self.spec.dim, metric=self.spec.metric, normalized=self.spec.normalize, what=what)
+
+    def _write(self, ids, documents, metadatas, vectors, space, *, replace: bool) -> WriteResult:
+        where = "upsert" if replace else "add"
+        ids = check_ids(ids, where)
+        n = len(ids)
+        if documents is not None:
+            if isinstance(documents, str) or not isinstance(documents, Sequence):
+                raise InvalidInputError(f"documents must be a list of strings. Got {type(documents).__name__}.")
+            documents = list(documents)
+            for i, d in enumerate(documents):
+                if d is not None and not isinstance(d, str):
+                    raise InvalidInputError(f"documents[{i}] must be a string or None. Got {type(d).__name__}.")
+        if metadatas is not None:
+            if isinstance(metadatas, dict) or not isinstance(metadatas, Sequence):
+                raise InvalidInputError(f"metadatas must be a list of dicts (one per id). Got {type(metadatas).__name__}.")
+            metadatas = list(metadatas)
+        lengths = {"ids": n}
+        if documents is not None:
+            lengths["documents"] = len(documents)
+        if metadatas is not None:
+            lengths["metadatas"] = len(metadatas)
+        if vectors is not None and hasattr(vectors, "__len__"):
+            lengths["vectors"] = len(vectors)
+        if len(set(lengths.values())) > 1:
+            raise InvalidInputError(
+                f"{where}: the lists have different lengths ({', '.join(f'{k}={v}' for k, v in lengths.items())}); "
+                "give one entry per id."
+            )
+        metas = [check_metadata(m, i) for i, m in enumerate(metadatas)] if metadatas is not None else [{}] * n
+        docs: list[str | None] = documents if documents is not None else [None] * n
+        explicit = vectors is not None
+        if explicit:
+            vecs = self._check_vectors(vectors, space, "vectors")
+        else:
+            if space is not None:
+                raise InvalidInputError(f"{where}: space= names the space of vectors=, but no vectors were given.")
+            if documents is None:
+                raise InvalidInputError(f"{where}: pass documents= to embed, or vectors= (with space=) to store.")
+            for i, d in enumerate(docs):
+                if d is None or not d.strip():
+                    raise InvalidInputError(f"documents[{i}] is empty; an empty text has no meaning to embed.")
+            vecs = None
+        hashes = [content_hash(docs[i], metas[i], vecs[i] if explicit else None) for i in range(n)]
+        unchanged = 0
+        keep = list(range(n))
+        if replace:
+            existing = self._storage.existing(ids)
+            keep = [i for i in range(n) if existing.get(ids[i], (None, None))[1] != hashes[i]]
+            unchanged = n - len(keep)
+            if not keep:
+                return WriteResult(unchanged=unchanged)
+        if not explicit:
+            vecs = np.empty((n, self.spec.dim), dtype=np.float32)
+            vecs[keep] = self.encoder.encode_documents([docs[i] for i in keep])
+        sel = np.asarray(keep)
+        added, replaced = self._storage.write(
+            [ids[i] for i in keep], np.ascontiguousarray(vecs[sel]), [docs[i] for i in keep],
+            [metas[i] for i in keep], [hashes[i] for i in keep], replace=replace,
+        )
+        return WriteResult(added=added, replaced=replaced, unchanged=unchanged)
+
+    def delete(self, ids: Sequence[str] | None = None, where: dict | None = None) -> int:
+        """Delete by ids, by filter, or both (ids that match the filter). Returns how many were deleted."""
+        if ids is None and where is None:
+            raise InvalidInputError("delete needs ids= or where=; to delete everything use store.delete_collection.")
+        if ids is not None:
+            ids = check_ids(ids, "delete")
+        if where is not None:
+            compile_where(where)  # validate before taking the write lock
+        return self._storage.delete(ids, where)
+
+    def get(self, ids=None, where: dict | None = None, limit: int | None = None, offset: int = 0,
+            include_vectors: bool = False) -> list[Record]:
+        """Records by id (in the order asked; unknown ids are left out) and/or filter."""
+        if ids is not None:
+            ids = check_ids(ids, "get", allow_empty=True)
+        if limit is not None:
+            limit = check_int(limit, "limit", "get", 0, 2**62)
+        offset = check_int(offset, "offset", "get", 0, 2**62)
+        if where is not None:
+            compile_where(where)
+        rows = self._storage.rows(ids, where, limit, offset, include_vectors)
+        return [Record(r.id, r.document, r.metadata, r.vector, r.content_hash) for r in rows]
+
+    def flush(self) -> None:
+        """Bring the on-disk index up to date (it is otherwise written on close)."""
+        self._storage.index()
+        self._storage.save_index()
+
+    # -- search -------------------------------------------------------------------------
+    def search(
+        self,
+        query: str | None = None,
+        *,
+        vector: Any = None,
+        space: SpaceSpec | None = None,
+        k: int = 10,
+        where: dict | None = None,
+        mode: Mode = "vector",
+        alpha: float = 0.5,
+        ef: int | None = None,
+        include_vectors: bool = False,
+    ) -> list[Hit]:
+        """Search by text or by a vector. ``mode``: vector (ANN), exact, keyword (BM25) or hybrid (RRF).
+
+        ``alpha`` weighs the vector side in hybrid fusion (1.0 = vector only, 0.0 = keyword only).
+        """
+        if vector is not None:
+            arr = np.asarray(vector) if not isinstance(vector, (str, bytes)) else vector
+            if getattr(arr, "ndim", 1) != 1:
+                raise InvalidInputError("search(vector=...) takes one vector (1-D); use search_batch for several.")
+            return self.search_batch(None, vectors=[vector], space=space, k=k, where=where, mode=mode, alpha=alpha,
+                                     ef=ef, include_vectors=include_vectors)[0]
+        if query is None:
+            raise InvalidInputError("search needs a query text or vector=.")
+        check_query_text(query)
+        return self.search_batch([query], k=k, where=where, mode=mode, alpha=alpha, ef=ef,
+                                 include_vectors=include_vectors)[0]
+
+    def search_batch(
+        self,
+        queries: Sequence[str] | None = None,
+        *,
+        vectors: Any = None,
+        space: SpaceSpec | None = None,
+        k: int = 10,
+        where: dict | None = None,
+        mode: Mode = "vector",
+        alpha: float = 0.5,
+        ef: int | None = None,
+        include_vectors: bool = False,
+    ) -> list[list[Hit]]:
+        """Several searches at once, with the options of :meth:`search`."""
+        k = check_k(k)
+        check_choice(mode, "mode", "search", MODES)
+        alpha = check_float(alpha, "alpha", "search", 0.0, 1.0)
+        if ef is not None:
+            ef = check_int(ef, "ef", "search", 1, 100_000)
+        if where is not None:
+            compile_where(where)
+        if (queries is None) == (vectors is None):
+            raise InvalidInputError("search_batch needs either queries (texts) or vectors=, not both.")
+        texts: list[str] | None = None
+        if queries is not None:
+            if isinstance(queries, str) or not isinstance(queries, Sequence):
+                raise InvalidInputError("search_batch(queries) takes a list of strings; use search() for one query.")
+            texts = [check_query_text(q, "search_batch") for q in queries]
+            if not texts:
+                return []
+        qvecs = None
+        if vectors is not None:
+            if mode in ("keyword", "hybrid"):
+                raise InvalidInputError(f"mode={mode!r} needs query text (BM25 has no vector input); use mode='vector'.")
+            qvecs = self._check_vectors(vectors, space, "query vector")
+        elif mode != "keyword":
+            qvecs = self.encoder.encode_queries(texts)
+        if mode == "keyword":
+            results = [[(rid, s, None, {"keyword": r}) for r, (rid, s) in
+                        enumerate(self._storage.keyword(t, k, where), start=1)] for t in texts]
+        elif mode == "hybrid":
+            depth = min(MAX_K, max(3 * k, 50))
+            vec_lists = self._vector_results(qvecs, depth, where, exact=False, ef=ef)
+            results = []
+            for t, vlist in zip(texts, vec_lists):
+                klist = self._storage.keyword(t, depth, where)
+                fused = reciprocal_rank_fusion(
+                    {"vector": [r for r, _ in vlist], "keyword": [r for r, _ in klist]},
+                    {"vector": alpha, "keyword": 1.0 - alpha},
+                )
+                dist = dict(vlist)
+                results.append([(rid, score, dist.get(rid), ranks) for rid, score, ranks in fused[:k]])
+        else:
+            lists = self._vector_results(qvecs, k, where, exact=mode == "exact", ef=ef)
+            scores = [to_scores(np.asarray([d for _, d in lst], dtype=np.float64), self.spec.metric) for lst in lists]
+            results = [[(rid, float(s), float(d), {mode: r}) for r, ((rid, d), s) in enumerate(zip(lst, sc), start=1)]
+                       for lst, sc in zip(lists, scores)]
+        return self._hits(results, include_vectors)
+
+    def _vector_results(self, qvecs: np.ndarray, k: int, where, *, exact: bool, ef) -> list[list[tuple[int, float]]]:
+        storage = self._storage
+        if where is None:
+            if exact:
+                labels, dists = storage.exact(qvecs, k)
+            else:
+                labels, dists = storage.index().search(qvecs, k, ef=ef)
+        else:
+            rids, _ = storage.candidates(where, with_vectors=False)
+            if exact or len(rids) <= max(EXACT_FILTER_LIMIT, k):
+                labels, dists = storage.exact(qvecs, k, where)
+            else:
+                allowed = set(rids.tolist())
+                index = storage.index()
+                labels, dists = index.search(qvecs, k, ef=max(ef or index.params.ef_search, k), allowed=allowed.__contains__)
+                want = min(k, len(rids))
+                short = ((labels >= 0).sum(axis=1) < want).nonzero()[0]
+                if len(short):  # the graph walk found too few matches: fall back to scanning them
+                    el, ed = storage.exact(qvecs[short], k, where)
+                    labels[short], dists[short] = el, ed
+        out = []
+        for lrow, drow in zip(labels, dists):
+            keep = lrow >= 0
+            out.append(list(zip(lrow[keep].tolist(), drow[keep].tolist())))
+        return out
+
+    def _hits(self, results, include_vectors: bool) -> list[list[Hit]]:
+        rids = sorted({rid for res in results for rid, *_ in res})
+        rows = self._storage.fetch(rids, with_vectors=include_vectors)
+        out = []
+        for res in results:
+            hits = []
+            for rid, score, dist, ranks in res:
+                row = rows.get(rid)
+                if row is None:  # deleted between the index lookup and the fetch
+                    continue
+                hits.append(Hit(row.id, float(score), row.document, row.metadata,
+                                None if dist is None else float(dist), ranks, row.vector))
+            out.append(hits)
+        return out

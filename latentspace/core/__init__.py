@@ -1,0 +1,1 @@
+"""Core: errors, validation, SpaceSpec, safe I/O. Imports no torch."""

@@ -1,0 +1,44 @@
+"""Encoders: content in, float32 vectors of one SpaceSpec out.
+
+Heavy libraries (torch, transformers, sentence-transformers, httpx) are imported only
+when an encoder is built, so ``import latentspace`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.errors import InvalidInputError
+from .base import Encoder
+
+
+def default_encoder(**options: Any):
+    from .sentence_transformers import default_encoder as _default
+
+    return _default(**options)
+
+
+def _registry() -> dict[str, Any]:
+    from .openai import OpenAICompatibleEncoder
+    from .sentence_transformers import SentenceTransformerEncoder
+    from .transformers import TransformersEncoder
+
+    return {cls.kind: cls for cls in (SentenceTransformerEncoder, TransformersEncoder, OpenAICompatibleEncoder)}
+
+
+def encoder_from_config(config: dict[str, Any]) -> Encoder:
+    """Rebuild an encoder from :meth:`Encoder.config` output (as stored with a collection)."""
+    from .sentence_transformers import DEFAULT_MODEL
+
+    options = dict(config)
+    kind = options.pop("kind", None)
+    registry = _registry()
+    if kind not in registry:
+        raise InvalidInputError(f"Unknown encoder kind {kind!r}. Known: {sorted(registry)}.")
+    if kind == "sentence-transformers" and options.get("model") == DEFAULT_MODEL:
+        options.pop("model")
+        return default_encoder(**options)
+    return registry[kind](**options)
+
+
+__all__ = ["Encoder", "default_encoder", "encoder_from_config"]

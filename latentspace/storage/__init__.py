@@ -1,0 +1,1 @@
+"""Storage backends. The embedded default: SQLite (truth) + HNSW index files (derived)."""

@@ -1,0 +1,540 @@
+"""One collection's rows in SQLite and its derived indexes in memory and on disk.
+
+SQLite is the source of truth. The HNSW index and the exact-search matrix are derived:
+each knows the last change sequence it contains and catches up by replaying the change
+log. The index file is written beside the database as ``idx-<cid>-<seq>.hnsw`` and
+committed by atomically replacing the sidecar ``idx-<cid>.json`` (sha256, seq, count);
+a missing, truncated or altered file fails the check and the index is rebuilt from SQLite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sqlite3
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..core.errors import NotFoundError
+from ..core.io import atomic_replace, sha256_file, write_json
+from ..core.space import SpaceSpec
+from ..core.validation import canonical_json
+from .filters import compile_where
+from .index import HnswIndex, HnswParams, exact_topk
+from .sqlite import fts_table, translate, write_txn
+
+if TYPE_CHECKING:
+    from .store import Store
+
+INDEX_FORMAT = 1
+_CHUNK = 500  # SQL variables per IN (...) list
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass
+class Row:
+    rid: int
+    id: str
+    document: str | None
+    metadata: dict[str, Any]
+    vector: np.ndarray | None = None
+    content_hash: str = ""
+
+
+@dataclass
+class _Matrix:
+    """All live vectors of a collection as one array, for exact search."""
+
+    seq: int
+    rids: np.ndarray
+    data: np.ndarray
+    pos: dict[int, int] = field(default_factory=dict)
+    n: int = 0
+
+
+def _chunks(seq: list, size: int = _CHUNK):
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+class CollectionStorage:
+    def __init__(self, store: Store, cid: int, name: str, spec: SpaceSpec, params: HnswParams):
+        self.store, self.cid, self.name, self.spec, self.params = store, cid, name, spec, params
+        self.fts = fts_table(cid)
+        self._index: HnswIndex | None = None
+        self._index_seq = 0
+        self._index_saved_seq = -1
+        self._matrix: _Matrix | None = None
+        self._generation = store._generation
+        self._filter_cache: OrderedDict[tuple[str, int], tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
+        self._filter_cache_bytes = 0
+
+    # -- plumbing -------------------------------------------------------------------
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.store._connection()
+
+    def _q(self, sql: str, params: Any = ()) -> list:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise translate(exc, self.store.path, self.store.lock_timeout) from None
+
+    def last_seq(self) -> int:
+        return self._q("SELECT COALESCE(MAX(seq), 0) FROM changes WHERE collection_id = ?", (self.cid,))[0][0]
+
+    def check_exists(self) -> None:
+        if not self._q("SELECT 1 FROM collections WHERE id = ?", (self.cid,)):
+            raise NotFoundError(f"Collection {self.name!r} was deleted from the store {self.store.path}.")
+
+    def count(self, where: Any = None) -> int:
+        if where is None:
+            row = self._q("SELECT count FROM collections WHERE id = ?", (self.cid,))
+            if not row:
+                self.check_exists()
+            return int(row[0][0])
+        sql, params = compile_where(where)
+        return int(self._q(f"SELECT COUNT(*) FROM records WHERE collection_id = ? AND {sql}", [self.cid, *params])[0][0])
+
+    def sync(self) -> None:
+        """Catch up with writes committed by other connections since the last call."""
+        gen = self.store._poll()
+        if gen == self._generation:
+            return
+        self._generation = gen
+        self.check_exists()
+        seq = self.last_seq()
+        if self._index is not None and seq != self._index_seq:
+            self._replay_index()
+        if self._matrix is not None and seq != self._matrix.seq:
+            self._replay_matrix()
+
+    # -- writes ---------------------------------------------------------------------
+    def existing(self, ids: list[str]) -> dict[str, tuple[int, str, str | None]]:
+        """id -> (rid, content_hash, document) for the ids already stored."""
+        found: dict[str, tuple[int, str, str | None]] = {}
+        for part in _chunks(ids):
+            marks = ",".join("?" * len(part))
+            for rid, rec_id, h, doc in self._q(
+                f"SELECT rid, id, content_hash, document FROM records WHERE collection_id = ? AND id IN ({marks})",
+                [self.cid, *part],
+            ):
+                found[rec_id] = (rid, h, doc)
+        return found
+
+    def write(
+        self,
+        ids: list[str],
+        vectors: np.ndarray,
+        documents: list[str | None],
+        metadatas: list[dict],
+        hashes: list[str],
+        *,
+        replace: bool,
+    ) -> tuple[int, int]:
+        """Insert (or replace) a batch atomically. Returns (inserted, replaced)."""
+        from ..core.errors import AlreadyExistsError
+
+        conn = self.conn
+        with write_txn(conn, self.store.path, self.store.lock_timeout):
+            self.check_exists()
+            prev_seq = self.last_seq()
+            old = {}
+            for part in _chunks(ids):
+                marks = ",".join("?" * len(part))
+                for rid, rec_id in conn.execute(
+                    f"SELECT rid, id FROM records WHERE collection_id = ? AND id IN ({marks})", [self.cid, *part]
+                ):
+                    old[rec_id] = rid
+            if old and not replace:
+                taken = sorted(old)[:5]
+                raise AlreadyExistsError(
+                    f"{len(old)} id(s) already exist in collection {self.name!r}, e.g. {taken}. Nothing was added: "
+                    "use upsert() to replace records, or delete them first."
+                )
+            removed = list(old.values())
+            seq_row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+            next_seq = (seq_row[0] if seq_row else 0) + 1
+            rid_row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+            next_rid = (rid_row[0] if rid_row else 0) + 1
+            changes: list[tuple[int, int, str, int]] = []
+            if removed:
+                self._delete_rows(conn, removed)
+                for rid in removed:
+                    changes.append((next_seq, self.cid, "del", rid))
+                    next_seq += 1
+            rids = np.arange(next_rid, next_rid + len(ids), dtype=np.int64)
+            conn.executemany(
+                "INSERT INTO records (rid, collection_id, id, vector, document, metadata, content_hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (int(rids[i]), self.cid, ids[i], vectors[i].tobytes(), documents[i],
+                     canonical_json(metadatas[i]), hashes[i])
+                    for i in range(len(ids))
+                ),
+            )
+            conn.executemany(
+                f"INSERT INTO {self.fts} (rowid, document) VALUES (?, ?)",
+                ((int(rids[i]), documents[i]) for i in range(len(ids)) if documents[i]),
+            )
+            for rid in rids.tolist():
+                changes.append((next_seq, self.cid, "add", rid))
+                next_seq += 1
+            conn.executemany("INSERT INTO changes (seq, collection_id, op, rid) VALUES (?, ?, ?, ?)", changes)
+            conn.execute(
+                "UPDATE collections SET count = count + ? WHERE id = ?", (len(ids) - len(removed), self.cid)
+            )
+            new_seq = next_seq - 1
+        self.store._own_write()
+        self._after_write(prev_seq, new_seq, removed, rids, vectors)
+        return len(ids) - len(removed), len(removed)
+
+    def _delete_rows(self, conn: sqlite3.Connection, rids: list[int]) -> None:
+        for part in _chunks(rids):
+            marks = ",".join("?" * len(part))
+            conn.execute(f"DELETE FROM records WHERE rid IN ({marks})", part)
+            conn.execute(f"DELETE FROM {self.fts} WHERE rowid IN ({marks})", part)
+
+    def delete(self, ids: list[str] | None, where: Any) -> int:
+        conn = self.conn
+        with write_txn(conn, self.store.path, self.store.lock_timeout):
+            self.check_exists()
+            prev_seq = self.last_seq()
+            rids: list[int] = []
+            if ids is not None:
+                for part in _chunks(ids):
+                    marks = ",".join("?" * len(part))
+                    sql = f"SELECT rid FROM records WHERE collection_id = ? AND id IN ({marks})"
+                    params: list[Any] = [self.cid, *part]
+                    if where is not None:
+                        wsql, wparams = compile_where(where)
+                        sql += f" AND {wsql}"
+                        params += wparams
+                    rids.extend(r[0] for r in conn.execute(sql, params))
+            else:
+                wsql, wparams = compile_where(where)
+                rids = [r[0] for r in conn.execute(
+                    f"SELECT rid FROM records WHERE collection_id = ? AND {wsql}", [self.cid, *wparams])]
+            if not rids:
+                return 0
+            self._delete_rows(conn, rids)
+            conn.executemany(
+                "INSERT INTO changes (collection_id, op, rid) VALUES (?, 'del', ?)", ((self.cid, r) for r in rids)
+            )
+            conn.execute("UPDATE collections SET count = count - ? WHERE id = ?", (len(rids), self.cid))
+            new_seq = self.last_seq()
+        self.store._own_write()
+        self._after_write(prev_seq, new_seq, rids, np.zeros(0, np.int64), None)
+        return len(rids)
+
+    def _after_write(self, prev_seq, new_seq, removed, rids, vectors) -> None:
+        self._filter_cache.clear()
+        self._filter_cache_bytes = 0
+        if self._index is not None:
+            if self._index_seq == prev_seq:
+                if len(removed):
+                    self._index.remove(np.asarray(removed, dtype=np.int64))
+                if len(rids):
+                    self._index.add(rids, vectors)
+                self._index_seq = new_seq
+            else:
+                self._replay_index()
+        if self._matrix is not None:
+            if self._matrix.seq == prev_seq:
+                self._matrix_apply(removed, rids, vectors)
+                self._matrix.seq = new_seq
+            else:
+                self._replay_matrix()
+
+    # -- change replay ----------------------------------------------------------------
+    def _changes_since(self, seq: int):
+        return self._q(
+            "SELECT c.seq, c.op, c.rid, r.vector FROM changes c LEFT JOIN records r ON r.rid = c.rid AND c.op = 'add' "
+            "WHERE c.collection_id = ? AND c.seq > ? ORDER BY c.seq",
+            (self.cid, seq),
+        )
+
+    def _apply_log(self, rows, remove, add) -> int:
+        """Apply change rows in order, batching runs of adds and of deletes."""
+        last = None
+        pending_add: list[tuple[int, bytes]] = []
+        pending_del: list[int] = []
+
+        def flush():
+            if pending_del:
+                remove(np.asarray(pending_del, dtype=np.int64))
+                pending_del.clear()
+            if pending_add:
+                labels = np.asarray([r for r, _ in pending_add], dtype=np.int64)
+                vecs = np.frombuffer(b"".join(b for _, b in pending_add), dtype=np.float32).reshape(len(pending_add), -1)
+                add(labels, vecs)
+                pending_add.clear()
+
+        for seq, op, rid, blob in rows:
+            last = seq
+            if op == "add":
+                if pending_del:
+                    flush()
+                if blob is not None:
+                    pending_add.append((rid, blob))
+            else:
+                if pending_add:
+                    flush()
+                pending_del.append(rid)
+        flush()
+        return last
+
+    def _replay_index(self) -> None:
+        rows = self._changes_since(self._index_seq)
+        if rows:
+            self._index_seq = self._apply_log(rows, self._index.remove, self._index.add)
+
+    def _replay_matrix(self) -> None:
+        rows = self._changes_since(self._matrix.seq)
+        if rows:
+            self._matrix.seq = self._apply_log(
+                rows, lambda r: self._matrix_apply(r, np.zeros(0, np.int64), None),
+                lambda labels, vecs: self._matrix_apply([], labels, vecs),
+            )
+
+    # -- the HNSW index -----------------------------------------------------------------
+    def _sidecar(self) -> Path:
+        return self.store.path / f"idx-{self.cid}.json"
+
+    def index(self) -> HnswIndex:
+        """The ANN index, loaded (or rebuilt) and caught up with SQLite."""
+        self.sync()
+        if self._index is None:
+            self._load_or_rebuild()
+        return self._index
+
+    def _load_or_rebuild(self) -> None:
+        loaded = self._try_load()
+        if loaded is None:
+            self._rebuild()
+            self.store._log(f"rebuilt index of {self.name!r} from the database ({len(self._index)} vectors)")
+        else:
+            self._index, self._index_seq = loaded
+            self._index_saved_seq = self._index_seq
+            self._replay_index()
+
+    def _try_load(self) -> tuple[HnswIndex, int] | None:
+        side = self._sidecar()
+        try:
+            meta = json.loads(side.read_text())
+            path = self.store.path / meta["file"]
+            ok = (
+                meta.get("format") == INDEX_FORMAT
+                and meta.get("dim") == self.spec.dim
+                and meta.get("metric") == self.spec.metric
+                and meta.get("params") == self.params.to_dict()
+                and isinstance(meta.get("seq"), int)
+                and "/" not in meta["file"]
+                and path.is_file()
+                and path.stat().st_size == meta.get("size")
+                and meta["seq"] <= self.last_seq()
+                and sha256_file(path) == meta.get("sha256")
+            )
+            if not ok:
+                return None
+            index = HnswIndex.load(str(path), self.spec.dim, self.spec.metric, self.params, meta["live"])
+            return index, meta["seq"]
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+            return None
+
+    def _rebuild(self) -> None:
+        conn = self.conn
+        try:
+            conn.execute("BEGIN")  # one read snapshot for the seq and the rows
+            try:
+                seq = self.last_seq()
+                n = self.count()
+                index = HnswIndex(self.spec.dim, self.spec.metric, self.params, capacity=max(n, 1024))
+                cur = conn.execute(
+                    "SELECT rid, vector FROM records WHERE collection_id = ? ORDER BY rid", (self.cid,)
+                )
+                while batch := cur.fetchmany(20_000):
+                    labels = np.fromiter((r[0] for r in batch), dtype=np.int64, count=len(batch))
+                    vecs = np.frombuffer(b"".join(r[1] for r in batch), dtype=np.float32).reshape(len(batch), -1)
+                    index.add(labels, vecs)
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise translate(exc, self.store.path, self.store.lock_timeout) from None
+        self._index, self._index_seq = index, seq
+
+    def save_index(self, force: bool = False) -> bool:
+        """Write the index file atomically if it holds changes the file lacks."""
+        if self._index is None or (self._index_seq == self._index_saved_seq and not force):
+            return False
+        name = f"idx-{self.cid}-{self._index_seq}-{uuid.uuid4().hex[:8]}.hnsw"
+        final = self.store.path / name
+        tmp = self.store.path / (name + ".tmp")
+        self._index.save(str(tmp))
+        atomic_replace(tmp, final)
+        write_json(self._sidecar(), {
+            "format": INDEX_FORMAT, "file": name, "sha256": sha256_file(final), "size": final.stat().st_size,
+            "seq": self._index_seq, "live": len(self._index), "dim": self.spec.dim, "metric": self.spec.metric,
+            "params": self.params.to_dict(), "saved_at": time.time(),
+        })
+        self._index_saved_seq = self._index_seq
+        self._cleanup_index_files(keep=name)
+        return True
+
+    def _cleanup_index_files(self, keep: str) -> None:
+        now = time.time()
+        for p in self.store.path.glob(f"idx-{self.cid}-*.hnsw*"):
+            if p.name == keep:
+                continue
+            with contextlib.suppress(OSError):
+                # a file another process is still writing is young: leave it to that process
+                if p.suffix == ".hnsw" or now - p.stat().st_mtime > 600:
+                    p.unlink()
+
+    def drop_files(self) -> None:
+        for p in list(self.store.path.glob(f"idx-{self.cid}-*")) + [self._sidecar()]:
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+    # -- the exact matrix -----------------------------------------------------------------
+    def matrix(self) -> _Matrix:
+        self.sync()
+        if self._matrix is None:
+            conn = self.conn
+            conn.execute("BEGIN")
+            try:
+                seq = self.last_seq()
+                rows = conn.execute(
+                    "SELECT rid, vector FROM records WHERE collection_id = ? ORDER BY rid", (self.cid,)
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+            n = len(rows)
+            data = np.empty((max(n, 16), self.spec.dim), dtype=np.float32)
+            if n:
+                data[:n] = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(n, -1)
+            rids = np.zeros(max(n, 16), dtype=np.int64)
+            rids[:n] = [r[0] for r in rows]
+            self._matrix = _Matrix(seq=seq, rids=rids, data=data, pos={r[0]: i for i, r in enumerate(rows)}, n=n)
+        return self._matrix
+
+    def _matrix_apply(self, removed, rids, vectors) -> None:
+        m = self._matrix
+        for rid in list(removed):
+            i = m.pos.pop(int(rid), None)
+            if i is None:
+                continue
+            last = m.n - 1
+            if i != last:
+                m.data[i] = m.data[last]
+                m.rids[i] = m.rids[last]
+                m.pos[int(m.rids[i])] = i
+            m.n -= 1
+        if len(rids):
+            need = m.n + len(rids)
+            if need > m.data.shape[0]:
+                cap = max(need, int(m.data.shape[0] * 1.5))
+                data = np.empty((cap, self.spec.dim), dtype=np.float32)
+                data[: m.n] = m.data[: m.n]
+                r = np.zeros(cap, dtype=np.int64)
+                r[: m.n] = m.rids[: m.n]
+                m.data, m.rids = data, r
+            m.data[m.n : need] = vectors
+            m.rids[m.n : need] = rids
+            for j, rid in enumerate(np.asarray(rids).tolist()):
+                m.pos[rid] = m.n + j
+            m.n = need
+
+    # -- reads ---------------------------------------------------------------------------
+    def candidates(self, where: Any, with_vectors: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """rids (and vectors) of the records matching a filter; cached per filter until the next write."""
+        self.sync()
+        key = (canonical_json(where), int(with_vectors))
+        hit = self._filter_cache.get(key)
+        if hit is not None:
+            self._filter_cache.move_to_end(key)
+            return hit
+        sql, params = compile_where(where)
+        cols = "rid, vector" if with_vectors else "rid"
+        rows = self._q(f"SELECT {cols} FROM records WHERE collection_id = ? AND {sql} ORDER BY rid", [self.cid, *params])
+        rids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vecs = None
+        if with_vectors:
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.spec.dim) if rows else np.zeros((0, self.spec.dim), np.float32)
+        value = (rids, vecs)
+        self._filter_cache[key] = value
+        self._filter_cache_bytes += rids.nbytes + (vecs.nbytes if vecs is not None else 0)
+        while len(self._filter_cache) > 1 and (len(self._filter_cache) > 64 or self._filter_cache_bytes > 256 << 20):
+            _, (r, v) = self._filter_cache.popitem(last=False)
+            self._filter_cache_bytes -= r.nbytes + (v.nbytes if v is not None else 0)
+        return value
+
+    def exact(self, queries: np.ndarray, k: int, where: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        if where is None:
+            m = self.matrix()
+            return exact_topk(m.data[: m.n], m.rids[: m.n], queries, k, self.spec.metric)
+        rids, vecs = self.candidates(where, with_vectors=True)
+        return exact_topk(vecs, rids, queries, k, self.spec.metric)
+
+    def keyword(self, text: str, k: int, where: Any = None) -> list[tuple[int, float]]:
+        self.sync()
+        tokens = _TOKEN.findall(text.lower())[:64]
+        if not tokens:
+            return []
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in dict.fromkeys(tokens))
+        wsql, wparams = compile_where(where)
+        rows = self._q(
+            f"SELECT {self.fts}.rowid, bm25({self.fts}) AS s FROM {self.fts} "
+            f"JOIN records ON records.rid = {self.fts}.rowid "
+            f"WHERE {self.fts} MATCH ? AND records.collection_id = ? AND {wsql} ORDER BY s LIMIT ?",
+            [match, self.cid, *wparams, k],
+        )
+        return [(rid, -float(s)) for rid, s in rows]
+
+    def fetch(self, rids: list[int], with_vectors: bool = False) -> dict[int, Row]:
+        out: dict[int, Row] = {}
+        cols = "rid, id, document, metadata, content_hash" + (", vector" if with_vectors else "")
+        for part in _chunks(rids):
+            marks = ",".join("?" * len(part))
+            for r in self._q(f"SELECT {cols} FROM records WHERE rid IN ({marks})", part):
+                vec = np.frombuffer(r[5], dtype=np.float32).copy() if with_vectors else None
+                out[r[0]] = Row(r[0], r[1], r[2], json.loads(r[3]), vec, r[4])
+        return out
+
+    def rows(self, ids: list[str] | None, where: Any, limit: int | None, offset: int, with_vectors: bool) -> list[Row]:
+        self.sync()
+        cols = "rid, id, document, metadata, content_hash" + (", vector" if with_vectors else "")
+        wsql, wparams = compile_where(where)
+
+        def make(r):
+            vec = np.frombuffer(r[5], dtype=np.float32).copy() if with_vectors else None
+            return Row(r[0], r[1], r[2], json.loads(r[3]), vec, r[4])
+
+        if ids is not None:
+            found: dict[str, Row] = {}
+            for part in _chunks(ids):
+                marks = ",".join("?" * len(part))
+                for r in self._q(
+                    f"SELECT {cols} FROM records WHERE collection_id = ? AND id IN ({marks}) AND {wsql}",
+                    [self.cid, *part, *wparams],
+                ):
+                    found[r[1]] = make(r)
+            ordered = [found[i] for i in ids if i in found]
+            return ordered[offset : None if limit is None else offset + limit]
+        sql = f"SELECT {cols} FROM records WHERE collection_id = ? AND {wsql} ORDER BY rid LIMIT ? OFFSET ?"
+        return [make(r) for r in self._q(sql, [self.cid, *wparams, -1 if limit is None else limit, offset])]
+
+    def disk_bytes(self) -> int:
+        total = 0
+        for p in self.store.path.glob(f"idx-{self.cid}-*.hnsw"):
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(p)
+        return total

@@ -1,0 +1,208 @@
+"""ANN indexes behind one small interface, with exact search as the reference.
+
+An index maps int64 labels (the store's row ids) to vectors and answers k-nearest
+queries as ``(labels, distances)`` arrays padded with ``-1`` / ``inf``. Distances follow
+one convention for every metric: cosine ``1 - cos``, dot ``1 - <q, x>``, l2 Euclidean.
+
+The default is hnswlib (chosen by ``bench/search.py``: fastest single and batch queries
+here, incremental add, delete by marking, filter callbacks; see bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..core.errors import InvalidInputError
+from ..core.validation import check_int
+
+
+@dataclass(frozen=True)
+class HnswParams:
+    """HNSW settings: ``M`` links per node, ``ef_construction`` build beam, ``ef_search`` query beam."""
+
+    M: int = 16
+    ef_construction: int = 200
+    ef_search: int = 64
+
+    def __post_init__(self) -> None:
+        check_int(self.M, "M", "HnswParams", 2, 256)
+        check_int(self.ef_construction, "ef_construction", "HnswParams", 4, 4096)
+        check_int(self.ef_search, "ef_search", "HnswParams", 1, 10_000)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> HnswParams:
+        data = data or {}
+        unknown = set(data) - {"M", "ef_construction", "ef_search"}
+        if unknown:
+            raise InvalidInputError(f"Unknown HNSW parameter(s) {sorted(unknown)}; known: M, ef_construction, ef_search.")
+        return cls(**data)
+
+
+def to_scores(distances: np.ndarray, metric: str) -> np.ndarray:
+    """Scores where higher is better: cosine/dot similarity, negative Euclidean distance."""
+    if metric == "l2":
+        return -distances
+    return 1.0 - distances
+
+
+def exact_distances(matrix: np.ndarray, queries: np.ndarray, metric: str, norms: np.ndarray | None = None) -> np.ndarray:
+    """(n_queries, n) distances under the index convention, computed with numpy."""
+    if metric == "l2":
+        sq = (matrix * matrix).sum(1) if norms is None else norms**2
+        d2 = sq[None, :] - 2.0 * (queries @ matrix.T) + (queries * queries).sum(1)[:, None]
+        return np.sqrt(np.maximum(d2, 0.0))
+    sims = queries @ matrix.T
+    if metric == "cosine":
+        n = np.linalg.norm(matrix, axis=1) if norms is None else norms
+        sims = sims / (np.maximum(n, 1e-30)[None, :] * np.maximum(np.linalg.norm(queries, axis=1), 1e-30)[:, None])
+    return 1.0 - sims
+
+
+def exact_topk(
+    matrix: np.ndarray, labels: np.ndarray, queries: np.ndarray, k: int, metric: str, norms: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    n = matrix.shape[0]
+    out_l = np.full((queries.shape[0], k), -1, dtype=np.int64)
+    out_d = np.full((queries.shape[0], k), np.inf, dtype=np.float32)
+    if n == 0:
+        return out_l, out_d
+    kk = min(k, n)
+    for start in range(0, queries.shape[0], 256):
+        d = exact_distances(matrix, queries[start : start + 256], metric, norms)
+        if kk < n:
+            part = np.argpartition(d, kk - 1, axis=1)[:, :kk]
+        else:
+            part = np.broadcast_to(np.arange(n), (d.shape[0], n))
+        pd = np.take_along_axis(d, part, axis=1)
+        order = np.argsort(pd, axis=1, kind="stable")
+        idx = np.take_along_axis(part, order, axis=1)
+        out_l[start : start + d.shape[0], :kk] = labels[idx]
+        out_d[start : start + d.shape[0], :kk] = np.take_along_axis(pd, order, axis=1)
+    return out_l, out_d
+
+
+class AnnIndex(ABC):
+    """What the store needs from an ANN library."""
+
+    metric: str
+    dim: int
+
+    @abstractmethod
+    def add(self, labels: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def remove(self, labels: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def search(
+        self, queries: np.ndarray, k: int, *, ef: int | None = None, allowed: Callable[[int], bool] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def save(self, path: str) -> None: ...
+
+
+class HnswIndex(AnnIndex):
+    """hnswlib, with deletions by marking and reuse of deleted slots."""
+
+    SPACES = {"cosine": "cosine", "dot": "ip", "l2": "l2"}
+
+    def __init__(self, dim: int, metric: str, params: HnswParams = HnswParams(), capacity: int = 1024):
+        import hnswlib
+
+        self.dim, self.metric, self.params = dim, metric, params
+        self._index = hnswlib.Index(space=self.SPACES[metric], dim=dim)
+        self._index.init_index(
+            max_elements=max(capacity, 16), M=params.M, ef_construction=params.ef_construction,
+            random_seed=100, allow_replace_deleted=True,
+        )
+        self._index.set_ef(params.ef_search)
+        self._live = 0
+
+    @classmethod
+    def load(cls, path: str, dim: int, metric: str, params: HnswParams, live: int) -> HnswIndex:
+        import hnswlib
+
+        self = cls.__new__(cls)
+        self.dim, self.metric, self.params = dim, metric, params
+        self._index = hnswlib.Index(space=cls.SPACES[metric], dim=dim)
+        self._index.load_index(path, allow_replace_deleted=True)
+        if self._index.dim != dim:
+            raise ValueError(f"index dimension {self._index.dim} != {dim}")
+        self._index.set_ef(params.ef_search)
+        self._live = int(live)
+        return self
+
+    def __len__(self) -> int:
+        return self._live
+
+    def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        if len(labels) == 0:
+            return
+        needed = self._index.element_count + len(labels)
+        cap = self._index.get_max_elements()
+        if needed > cap:
+            self._index.resize_index(max(needed, int(cap * 1.5) + 1024))
+        self._index.add_items(vectors, np.asarray(labels, dtype=np.int64), num_threads=-1, replace_deleted=True)
+        self._live += len(labels)
+
+    def remove(self, labels: np.ndarray) -> None:
+        for label in np.asarray(labels, dtype=np.int64).tolist():
+            try:
+                self._index.mark_deleted(label)
+            except RuntimeError:  # not in the index (added and deleted before it was loaded)
+                continue
+            self._live -= 1
+
+    def search(self, queries, k, *, ef=None, allowed=None):
+        nq = queries.shape[0]
+        out_l = np.full((nq, k), -1, dtype=np.int64)
+        out_d = np.full((nq, k), np.inf, dtype=np.float32)
+        kk = min(k, self._live)
+        if kk == 0:
+            return out_l, out_d
+        ef_now = max(ef or self.params.ef_search, kk)
+        self._index.set_ef(ef_now)
+        try:
+            while True:
+                try:
+                    labels, dists = self._index.knn_query(queries, k=kk, num_threads=-1 if nq > 1 else 1, filter=allowed)
+                    break
+                except RuntimeError:
+                    # hnswlib could not find kk results (deleted or filtered nodes): fewer results
+                    if kk == 1:
+                        return out_l, out_d
+                    kk = max(1, kk // 2)
+        finally:
+            if ef_now != self.params.ef_search:
+                self._index.set_ef(self.params.ef_search)
+        out_l[:, :kk] = labels
+        d = dists.astype(np.float32)
+        if self.metric == "l2":
+            d = np.sqrt(np.maximum(d, 0.0))
+        out_d[:, :kk] = d
+        return out_l, out_d
+
+    def save(self, path: str) -> None:
+        self._index.save_index(path)
+
+    def memory_bytes(self) -> int:
+        return int(self._index.index_file_size())
+
+
+def file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

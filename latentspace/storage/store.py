@@ -1,0 +1,280 @@
+"""The embedded store: a directory holding one SQLite database and derived index files."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import AlreadyExistsError, InvalidInputError, NotFoundError, SpaceMismatchError
+from ..core.space import METRICS, SpaceSpec
+from ..core.validation import canonical_json, check_choice, check_float, check_metadata, check_name
+from .collection_storage import CollectionStorage
+from .index import HnswParams
+from .sqlite import DB_NAME, connect, fts_schema, translate, write_txn
+
+if TYPE_CHECKING:
+    from ..collections.collection import Collection
+    from ..embed.base import Encoder
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    count: int
+    spec: SpaceSpec
+    encoder: dict[str, Any] | None
+    hnsw: HnswParams
+    metadata: dict[str, Any]
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "count": self.count, "spec": self.spec.to_dict(), "fingerprint": self.spec.fingerprint,
+            "encoder": self.encoder, "hnsw": self.hnsw.to_dict(), "metadata": self.metadata,
+            "created_at": self.created_at,
+        }
+
+
+_OPEN: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:  # pragma: no cover - runs at interpreter exit
+    for store in list(_OPEN):
+        try:
+            store.close()
+        except Exception:
+            pass
+
+
+class Store:
+    """A directory of collections. SQLite (WAL) is the truth; index files are derived.
+
+    One writer at a time (SQLite's lock; :class:`StoreLockedError` after ``lock_timeout``
+    seconds), any number of reader processes, each seeing committed writes on its next query.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, lock_timeout: float = 10.0, create: bool = True, verbose: bool = False):
+        self.lock_timeout = check_float(lock_timeout, "lock_timeout", "open_store", 0.0, 86400.0)
+        p = Path(path).expanduser()
+        if p.exists() and not p.is_dir():
+            raise InvalidInputError(f"Store path {p} is a file, not a directory. A store is a directory: pick another path.")
+        if not p.exists():
+            if not create:
+                raise NotFoundError(f"No store at {p}.")
+            p.mkdir(parents=True, exist_ok=True)
+        elif not (p / DB_NAME).exists() and any(p.iterdir()) and not create:
+            raise NotFoundError(f"{p} is not a latentspace store (no {DB_NAME}).")
+        self.path = p.resolve()
+        self.verbose = verbose
+        self.messages: list[str] = []
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = connect(self.path, self.lock_timeout, create)
+        self._data_version = self._read_data_version()
+        self._generation = 0
+        self._collections: dict[str, CollectionStorage] = {}
+        _OPEN.add(self)
+
+    # -- plumbing -------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise InvalidInputError(f"The store {self.path} is closed.")
+        return self._conn
+
+    def _read_data_version(self) -> int:
+        return self._connection().execute("PRAGMA data_version").fetchone()[0]
+
+    def _poll(self) -> int:
+        """Bump the generation when another connection has committed since the last poll."""
+        try:
+            v = self._read_data_version()
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path, self.lock_timeout) from None
+        if v != self._data_version:
+            self._data_version = v
+            self._generation += 1
+        return self._generation
+
+    def _own_write(self) -> None:
+        # our own commits do not change data_version for this connection; nothing to do
+        pass
+
+    def _log(self, message: str) -> None:
+        self.messages.append(message)
+        if self.verbose:
+            print(message)
+
+    def _q(self, sql: str, params: Any = ()) -> list:
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path, self.lock_timeout) from None
+
+    def close(self) -> None:
+        """Save derived index files that are behind, and close the database."""
+        if self._conn is None:
+            return
+        with self._lock:
+            for storage in self._collections.values():
+                try:
+                    storage.save_index()
+                except (OSError, sqlite3.Error):
+                    pass
+            self._conn.close()
+            self._conn = None
+            _OPEN.discard(self)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # -- collections ----------------------------------------------------------------
+    def _row(self, name: str):
+        rows = self._q(
+            "SELECT id, name, spec, encoder, index_params, metadata, count, created_at FROM collections WHERE name = ?",
+            (name,),
+        )
+        return rows[0] if rows else None
+
+    def _info(self, row) -> CollectionInfo:
+        return CollectionInfo(
+            name=row[1], count=row[6], spec=SpaceSpec.from_json(row[2]),
+            encoder=json.loads(row[3]) if row[3] else None, hnsw=HnswParams.from_dict(json.loads(row[4])),
+            metadata=json.loads(row[5]), created_at=row[7],
+        )
+
+    def create_collection(
+        self,
+        name: str,
+        *,
+        encoder: Encoder | None = None,
+        space: SpaceSpec | None = None,
+        metric: str | None = None,
+        hnsw: HnswParams | dict | None = None,
+        metadata: dict | None = None,
+    ) -> Collection:
+        """Create a collection bound to one space: an encoder's, or a SpaceSpec for your own vectors."""
+        from ..collections.collection import Collection
+
+        check_name(name)
+        if (encoder is None) == (space is None):
+            raise InvalidInputError(
+                "create_collection needs exactly one of encoder= (embed documents with it) or space= (a SpaceSpec "
+                "for vectors you bring)."
+            )
+        if metric is not None:
+            check_choice(metric, "metric", "create_collection", METRICS)
+        if space is not None and not isinstance(space, SpaceSpec):
+            raise InvalidInputError(f"space= must be a SpaceSpec. Got {type(space).__name__}.")
+        spec = encoder.spec if encoder is not None else space
+        if metric is not None:
+            spec = spec.replace(metric=metric)
+        params = hnsw if isinstance(hnsw, HnswParams) else HnswParams.from_dict(hnsw)
+        meta = check_metadata(metadata)
+        enc_cfg = canonical_json(encoder.config()) if encoder is not None else None
+        with self._lock:
+            conn = self._connection()
+            with write_txn(conn, self.path, self.lock_timeout):
+                if conn.execute("SELECT 1 FROM collections WHERE name = ?", (name,)).fetchone():
+                    raise AlreadyExistsError(
+                        f"A collection named {name!r} already exists in {self.path}. Open it with get_collection, "
+                        "or use get_or_create_collection."
+                    )
+                cur = conn.execute(
+                    "INSERT INTO collections (name, spec, encoder, index_params, metadata, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, spec.to_json(), enc_cfg, canonical_json(params.to_dict()), canonical_json(meta), time.time()),
+                )
+                conn.execute(fts_schema(cur.lastrowid))
+        return self.get_collection(name, encoder=encoder)
+
+    def get_collection(self, name: str, *, encoder: Encoder | None = None) -> Collection:
+        """Open a collection. An encoder, when given, must produce the collection's space."""
+        from ..collections.collection import Collection
+
+        check_name(name)
+        with self._lock:
+            row = self._row(name)
+            if row is None:
+                names = self.list_names()
+                hint = f" Collections here: {', '.join(names)}." if names else " The store has no collections."
+                raise NotFoundError(f"No collection named {name!r} in {self.path}.{hint}")
+            info = self._info(row)
+            if encoder is not None:
+                encoder_spec = encoder.spec
+                diffs = info.spec.differences(encoder_spec)
+                if diffs:
+                    info.spec.require_same(encoder_spec, f"Opening collection {name!r} with {encoder!r}")
+            storage = self._collections.get(name)
+            if storage is None or storage.cid != row[0]:
+                storage = CollectionStorage(self, row[0], name, info.spec, info.hnsw)
+                self._collections[name] = storage
+        return Collection(self, storage, info, encoder)
+
+    def get_or_create_collection(self, name: str, **options: Any) -> Collection:
+        try:
+            return self.get_collection(name, encoder=options.get("encoder"))
+        except NotFoundError:
+            try:
+                return self.create_collection(name, **options)
+            except AlreadyExistsError:  # created by another process meanwhile
+                return self.get_collection(name, encoder=options.get("encoder"))
+
+    def list_names(self) -> list[str]:
+        return [r[0] for r in self._q("SELECT name FROM collections ORDER BY name")]
+
+    def list_collections(self) -> list[CollectionInfo]:
+        rows = self._q(
+            "SELECT id, name, spec, encoder, index_params, metadata, count, created_at FROM collections ORDER BY name"
+        )
+        return [self._info(r) for r in rows]
+
+    def collection_info(self, name: str) -> CollectionInfo:
+        check_name(name)
+        row = self._row(name)
+        if row is None:
+            raise NotFoundError(f"No collection named {name!r} in {self.path}.")
+        return self._info(row)
+
+    def delete_collection(self, name: str) -> None:
+        check_name(name)
+        with self._lock:
+            conn = self._connection()
+            with write_txn(conn, self.path, self.lock_timeout):
+                row = conn.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()
+                if row is None:
+                    raise NotFoundError(f"No collection named {name!r} in {self.path}.")
+                cid = row[0]
+                conn.execute("DELETE FROM records WHERE collection_id = ?", (cid,))
+                conn.execute("DELETE FROM changes WHERE collection_id = ?", (cid,))
+                conn.execute(f"DROP TABLE IF EXISTS fts_{int(cid)}")
+                conn.execute("DELETE FROM collections WHERE id = ?", (cid,))
+            storage = self._collections.pop(name, None)
+            if storage is None:
+                storage = CollectionStorage(self, cid, name, SpaceSpec(model="deleted", dim=1), HnswParams())
+            storage._index = None
+            storage.drop_files()
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+
+
+def open_store(path: str | os.PathLike, **options: Any) -> Store:
+    """Open (or create) the embedded store at ``path``, a directory."""
+    return Store(path, **options)
+
+
+__all__ = ["Store", "CollectionInfo", "open_store", "SpaceMismatchError"]
