@@ -1,3 +1,319 @@
-"""latentspace CLI (placeholder replaced by the full app below)."""
-def main():
-    raise SystemExit("not yet")
+"""``latentspace`` command line: a thin shell over the Python API.
+
+Errors print one line (``error: ...``) and exit with a code per error class; ``--debug``
+shows the traceback instead. Every command takes ``--json`` for machine output.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..core.errors import InvalidInputError, LatentSpaceError
+
+app = typer.Typer(
+    name="latentspace",
+    help="Embeddings that retrieve, latent spaces that generate, one space per model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+collection_app = typer.Typer(help="Create, list, inspect and drop collections.", no_args_is_help=True)
+app.add_typer(collection_app, name="collection")
+
+def _console(stderr: bool = False, **kw) -> Console:
+    import os
+
+    # piped output gets a readable width rather than Rich's 80-column fallback
+    wide = None if (sys.stderr if stderr else sys.stdout).isatty() or os.environ.get("COLUMNS") else 120
+    return Console(stderr=stderr, width=wide, **kw)
+
+
+console = _console()
+err_console = _console(stderr=True)
+STATE = {"debug": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")) -> None:
+    STATE["debug"] = debug
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def parse_json_option(text: str | None, option: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{option} is not valid JSON ({exc.msg} at position {exc.pos}): {text!r}") from None
+
+
+def first_line(text: str | None, width: int = 90) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def hits_table(hits, title: str) -> Table:
+    table = Table(title=title, title_justify="left", expand=False)
+    table.add_column("#", justify="right", style="dim", no_wrap=True, min_width=2)
+    table.add_column("id", style="cyan", overflow="ellipsis", no_wrap=True, min_width=16, max_width=44)
+    table.add_column("score", justify="right", no_wrap=True, min_width=7)
+    table.add_column("first line", overflow="ellipsis", no_wrap=True, min_width=20, max_width=90)
+    for i, h in enumerate(hits, start=1):
+        table.add_row(str(i), h.id, f"{h.score:.4f}", first_line(h.document))
+    return table
+
+
+def open_existing_store(path: Path):
+    from ..storage.store import open_store
+
+    return open_store(path, create=False)
+
+
+# -- collections ---------------------------------------------------------------------------
+@collection_app.command("create")
+def collection_create(
+    store: Path = typer.Argument(..., help="Store directory (created if missing)."),
+    name: str = typer.Argument(..., help="Collection name."),
+    model: Optional[str] = typer.Option(None, help="Embedding model: hub id or local folder (default: all-MiniLM-L6-v2)."),
+    dim: Optional[int] = typer.Option(None, help="For your own vectors: their dimension (no encoder)."),
+    space_model: Optional[str] = typer.Option(None, help="For your own vectors: the name of the model that made them."),
+    metric: str = typer.Option("cosine", help="cosine, dot or l2."),
+    normalize: bool = typer.Option(True, help="Unit-normalize vectors (the space's rule)."),
+    truncate_dim: Optional[int] = typer.Option(None, help="Matryoshka truncation (a space of its own)."),
+    query_prefix: str = typer.Option("", help="Prefix added to queries (e.g. 'query: ')."),
+    document_prefix: str = typer.Option("", help="Prefix added to documents (e.g. 'passage: ')."),
+    m: int = typer.Option(16, "--M", help="HNSW links per node."),
+    ef_construction: int = typer.Option(200, help="HNSW build beam."),
+    ef_search: int = typer.Option(64, help="HNSW query beam."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Create a collection bound to one space."""
+    from ..core.space import SpaceSpec
+    from ..storage.store import open_store
+
+    hnsw = {"M": m, "ef_construction": ef_construction, "ef_search": ef_search}
+    with open_store(store) as st:
+        if dim is not None:
+            if model is not None:
+                raise InvalidInputError("Give --model (embed text) or --dim (your own vectors), not both.")
+            spec = SpaceSpec(model=space_model or "external", dim=dim, normalize=normalize, metric=metric,
+                             truncate_dim=truncate_dim, modality="vector")
+            col = st.create_collection(name, space=spec, hnsw=hnsw)
+        else:
+            enc = make_encoder(model, normalize=normalize, truncate_dim=truncate_dim, query_prefix=query_prefix,
+                               document_prefix=document_prefix)
+            col = st.create_collection(name, encoder=enc, metric=metric, hnsw=hnsw)
+        info = col.info()
+    if as_json:
+        emit_json(info.to_dict())
+    else:
+        console.print(f"Created collection [bold]{name}[/] in {store}: {info.spec.describe()}, metric {info.spec.metric}, "
+                      f"fingerprint {info.spec.fingerprint}")
+
+
+def make_encoder(model: str | None, **options):
+    from ..embed import default_encoder
+    from ..embed.sentence_transformers import DEFAULT_MODEL, SentenceTransformerEncoder
+
+    if model is None or model == DEFAULT_MODEL:
+        return default_encoder(**options)
+    return SentenceTransformerEncoder(model, **options)
+
+
+@collection_app.command("list")
+def collection_list(
+    store: Path = typer.Argument(..., help="Store directory."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List the collections of a store."""
+    with open_existing_store(store) as st:
+        infos = st.list_collections()
+    if as_json:
+        emit_json([i.to_dict() for i in infos])
+        return
+    if not infos:
+        console.print(f"No collections in {store}.")
+        return
+    table = Table(title=f"Collections in {store}", title_justify="left")
+    for col in ("name", "records", "space", "metric", "fingerprint"):
+        table.add_column(col)
+    for i in infos:
+        table.add_row(i.name, str(i.count), i.spec.describe(), i.spec.metric, i.spec.fingerprint)
+    console.print(table)
+
+
+@collection_app.command("info")
+def collection_info(
+    store: Path = typer.Argument(..., help="Store directory."),
+    name: str = typer.Argument(..., help="Collection name."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Show a collection's space, size and settings."""
+    with open_existing_store(store) as st:
+        info = st.collection_info(name)
+    if as_json:
+        emit_json(info.to_dict())
+        return
+    table = Table(show_header=False, title=f"Collection {name}", title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("records", str(info.count))
+    table.add_row("fingerprint", info.spec.fingerprint)
+    for k, v in info.spec.to_dict().items():
+        table.add_row(k, json.dumps(v))
+    table.add_row("hnsw", json.dumps(info.hnsw.to_dict()))
+    table.add_row("encoder", json.dumps(info.encoder))
+    console.print(table)
+
+
+@collection_app.command("drop")
+def collection_drop(
+    store: Path = typer.Argument(..., help="Store directory."),
+    name: str = typer.Argument(..., help="Collection name."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Delete a collection and everything in it."""
+    with open_existing_store(store) as st:
+        info = st.collection_info(name)
+        if not yes and not as_json and sys.stdin.isatty():
+            typer.confirm(f"Delete collection {name!r} with {info.count} records?", abort=True)
+        st.delete_collection(name)
+    if as_json:
+        emit_json({"dropped": name, "records": info.count})
+    else:
+        console.print(f"Dropped collection {name} ({info.count} records).")
+
+
+# -- ingest and search -----------------------------------------------------------------------
+@app.command("ingest")
+def ingest_cmd(
+    store: Path = typer.Argument(..., help="Store directory (created if missing)."),
+    collection: str = typer.Argument(..., help="Collection (created with --model if missing)."),
+    file: Path = typer.Argument(..., help="JSONL, CSV, TSV, Parquet, or a folder of .txt/.md files."),
+    id_field: Optional[str] = typer.Option("id", help="Field holding each record's id ('' to number them)."),
+    text_field: str = typer.Option("text", help="Field holding the text to embed."),
+    metadata_fields: Optional[str] = typer.Option(None, help="Comma-separated fields to keep as metadata (default: all others)."),
+    chunk_size: int = typer.Option(1000, help="Split texts longer than this many characters."),
+    chunk_overlap: int = typer.Option(100, help="Characters of overlap between chunks."),
+    batch_size: int = typer.Option(256, help="Records embedded and written per batch."),
+    model: Optional[str] = typer.Option(None, help="Model for a new collection (default: all-MiniLM-L6-v2)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Embed and store a file's records. Re-running skips records already stored unchanged."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from ..core.errors import NotFoundError
+    from ..ingest import chunk_items, ingest, read_items
+    from ..storage.store import open_store
+
+    fields = [f.strip() for f in metadata_fields.split(",") if f.strip()] if metadata_fields else None
+    items = list(chunk_items(read_items(file, id_field=id_field or None, text_field=text_field,
+                                        metadata_fields=fields), chunk_size, chunk_overlap))
+    t0 = time.perf_counter()
+    with open_store(store) as st:
+        try:
+            col = st.get_collection(collection)
+            _ = col.encoder
+        except NotFoundError:
+            col = st.create_collection(collection, encoder=make_encoder(model))
+        with Progress(
+            TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=as_json, transient=False,
+        ) as progress:
+            task = progress.add_task("ingest", total=len(items), rate="")
+
+            def on_batch(n: int) -> None:
+                done = progress.tasks[0].completed + n
+                rate = done / max(time.perf_counter() - t0, 1e-9)
+                progress.update(task, advance=n, rate=f"{rate:,.0f} rec/s")
+
+            report = ingest(col, items, batch_size=batch_size, on_batch=on_batch)
+        col.flush()
+        total = len(col)
+    out = {**report.to_dict(), "collection": collection, "records": total, "seconds": round(time.perf_counter() - t0, 2)}
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(f"Read {report.read}, added {report.added}, replaced {report.replaced}, skipped {report.skipped} "
+                      f"unchanged; {collection} holds {total} records ({out['seconds']} s).")
+
+
+@app.command("search")
+def search_cmd(
+    store: Path = typer.Argument(..., help="Store directory."),
+    collection: str = typer.Argument(..., help="Collection name."),
+    query: str = typer.Argument(..., help="Query text."),
+    k: int = typer.Option(10, "-k", "--k", help="Number of results."),
+    where: Optional[str] = typer.Option(None, help='Metadata filter as JSON, e.g. \'{"year": {"$gte": 2020}}\'.'),
+    mode: str = typer.Option("vector", help="vector, exact, keyword or hybrid."),
+    alpha: float = typer.Option(0.5, help="Hybrid: weight of the vector side (0..1)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Search a collection by text."""
+    filt = parse_json_option(where, "--where")
+    with open_existing_store(store) as st:
+        col = st.get_collection(collection)
+        hits = col.search(query, k=k, where=filt, mode=mode, alpha=alpha)
+    if as_json:
+        emit_json([h.to_dict() for h in hits])
+    else:
+        console.print(hits_table(hits, f"{mode} search in {collection}: {query!r}"))
+
+
+@app.command("demo")
+def demo_cmd(
+    store: Path = typer.Option(Path("demo-store"), help="Where the demo keeps its store."),
+    limit: Optional[int] = typer.Option(None, help="Use at most this many docstrings (default: all, ~4,900)."),
+    rebuild: bool = typer.Option(False, help="Rebuild the demo collection even if it is current."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Build a collection from the standard library's docstrings and search it, offline."""
+    from .demo import run_demo
+
+    run_demo(store, limit=limit, rebuild=rebuild, as_json=as_json)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=False)
+    except LatentSpaceError as exc:
+        if STATE["debug"]:
+            raise
+        err_console.print(f"[bold red]error[/] ({type(exc).__name__}): {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        err_console.print("aborted")
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        raise SystemExit(130) from None
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        if isinstance(exc, click.exceptions.Exit):
+            raise SystemExit(exc.exit_code) from None
+        if STATE["debug"]:
+            raise
+        err_console.print(f"[bold red]unexpected error[/] ({type(exc).__name__}): {exc}  (run with --debug for details)")
+        raise SystemExit(70) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
