@@ -72,7 +72,8 @@ class SentenceTransformerEncoder(Encoder):
             raise InvalidInputError(f"normalize must be a bool. Got {normalize!r}.")
         self.device = _loading.pick_device(device)
         self._options = dict(
-            model=str(model) if model_id is None else model_id,
+            model=str(model),
+            model_id=model_id,
             normalize=normalize,
             truncate_dim=truncate_dim,
             query_prefix=query_prefix,
@@ -82,6 +83,7 @@ class SentenceTransformerEncoder(Encoder):
             revision=revision,
             max_seq_length=max_seq_length,
         )
+        self._expected_sha256 = expected_sha256
         st = _loading.require("sentence_transformers", "embed")
         weights_sha = None
         local = _loading.is_local(model)
@@ -119,8 +121,10 @@ class SentenceTransformerEncoder(Encoder):
             calibration = self._calibrate()
             if precision == "bf16" or calibration >= AGREEMENT_BAR:
                 self._precision = "bf16"
+        # a local folder is named by its folder name (its weights' sha256 pins it), so
+        # moving the folder does not change the space
         self.spec = SpaceSpec(
-            model=self._options["model"],
+            model=model_id or (Path(model).name if local else str(model)),
             dim=truncate_dim or native_dim,
             normalize=bool(normalize or (has_norm and truncate_dim is None)),
             weights_sha256=weights_sha,
@@ -144,7 +148,13 @@ class SentenceTransformerEncoder(Encoder):
         return self._precision
 
     def config(self) -> dict[str, Any]:
-        return {"kind": self.kind, **self._options}
+        options = dict(self._options)
+        if options["model_id"] == DEFAULT_MODEL and self._expected_sha256 == DEFAULT_SHA256:
+            options["model"] = DEFAULT_MODEL  # rebuilt from the package wherever it is installed
+            options.pop("model_id")
+        elif options["model_id"] is None:
+            options.pop("model_id")
+        return {"kind": self.kind, **options}
 
     def count_tokens(self, texts):
         tok = self.model.tokenizer

@@ -74,7 +74,7 @@ class TransformersEncoder(Encoder):
         if truncate_dim is not None:
             check_int(truncate_dim, "truncate_dim", "TransformersEncoder", 1, native_dim)
         self.spec = SpaceSpec(
-            model=str(model),
+            model=Path(model).name if local else str(model),
             dim=truncate_dim or native_dim,
             normalize=normalize,
             weights_sha256=weights_sha,

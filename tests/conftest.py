@@ -1,0 +1,94 @@
+"""Shared fixtures: tiny models built once per session, stores, and a store snapshot helper."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import latentspace as ls
+
+WORDS = (
+    "the a of to and in is it for on with as be by this that from or are an at file data return read write open "
+    "close list string number value object class function module error type name path line text socket time cat dog "
+    "stock market fell rose sharply kitten sat mat python code"
+).split()
+
+
+def build_tiny_bert(folder: Path, seed: int = 0, layers: int = 2) -> Path:
+    """A 2-layer BERT with its own WordPiece vocabulary, saved as safetensors."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *chars, *("##" + c for c in chars)]
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(dict.fromkeys(vocab)), hidden_size=32, num_hidden_layers=layers,
+                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def build_tiny_st(bert: Path, folder: Path) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from sentence_transformers import SentenceTransformer, models
+
+        tr = models.Transformer(str(bert))
+        pool = models.Pooling(tr.get_embedding_dimension(), "mean")
+        SentenceTransformer(modules=[tr, pool, models.Normalize()], device="cpu").save(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_other(tmp_path_factory) -> Path:
+    """Same architecture, other weights: another space."""
+    return build_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert", seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_st(tiny_bert, tmp_path_factory) -> Path:
+    return build_tiny_st(tiny_bert, tmp_path_factory.mktemp("models") / "tiny-st")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_st):
+    return ls.SentenceTransformerEncoder(str(tiny_st), precision="fp32")
+
+
+@pytest.fixture(scope="session")
+def default_enc():
+    return ls.default_encoder()
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = ls.open_store(tmp_path / "store")
+    yield s
+    s.close()
+
+
+def unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def snapshot(col) -> list[tuple]:
+    """Everything a collection holds, for 'nothing changed' checks."""
+    recs = col.get(include_vectors=True)
+    return sorted((r.id, r.document, repr(sorted(r.metadata.items())), r.vector.tobytes()) for r in recs)
+
+
+def slow_enabled() -> bool:
+    return os.environ.get("LATENTSPACE_SLOW") == "1"

@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+
+import latentspace as ls
+
+from .conftest import unit_rows
+from .filter_model import matches
+
+FILTERS = [
+    {"year": 2021},
+    {"year": {"$gte": 2020}},
+    {"year": {"$gt": 2019, "$lt": 2022}},
+    {"year": {"$lte": 2019.5}},
+    {"year": {"$ne": 2020}},
+    {"lang": {"$in": ["en", "de"]}},
+    {"lang": {"$nin": ["en"]}},
+    {"lang": {"$in": []}},
+    {"score": {"$exists": True}},
+    {"score": {"$exists": False}},
+    {"flag": True},
+    {"flag": False},
+    {"flag": {"$ne": True}},
+    {"note": None},
+    {"tags": {"$contains": "red"}},
+    {"tags": {"$contains": 3}},
+    {"lang": {"$contains": "e"}},
+    {"year": "2021"},  # a string never equals a number
+    {"year": {"$gte": "2020"}},
+    {"$and": [{"year": {"$gte": 2020}}, {"lang": "en"}]},
+    {"$or": [{"year": 2018}, {"flag": True}]},
+    {"$not": {"lang": "en"}},
+    {"year": {"$not": {"$gt": 2020}}},
+    {"$contains": "socket"},
+    {"$and": [{"$contains": "file"}, {"$or": [{"lang": "fr"}, {"score": {"$lt": 0.5}}]}]},
+    {"year": 2021, "lang": "en"},
+]
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    words = ["socket", "file", "read", "write", "cat", "dog"]
+    metas, docs = [], []
+    for i in range(300):
+        m = {"year": int(rng.integers(2016, 2024))}
+        if i % 7 == 0:
+            m["year"] = str(m["year"])  # strings that look like numbers
+        if i % 3:
+            m["lang"] = str(rng.choice(["en", "de", "fr"]))
+        if i % 4 == 0:
+            m["score"] = float(rng.random())
+        if i % 5 != 4:
+            m["flag"] = bool(rng.integers(0, 2))
+        if i % 6 == 0:
+            m["note"] = None
+        if i % 2 == 0:
+            m["tags"] = [str(rng.choice(["red", "green", "blue"])), int(rng.integers(0, 5))]
+        if i % 11 == 0:
+            m["year"] = float(m["year"]) + 0.5 if isinstance(m["year"], int) else m["year"]
+        metas.append(m)
+        docs.append(" ".join(rng.choice(words, size=4)))
+    return docs, metas
+
+
+@pytest.fixture(scope="module")
+def col(tmp_path_factory, data):
+    docs, metas = data
+    st = ls.open_store(tmp_path_factory.mktemp("f") / "s")
+    c = st.create_collection("f", space=ls.SpaceSpec(model="m", dim=8, modality="vector"))
+    c.add([f"r{i}" for i in range(len(docs))], documents=docs, metadatas=metas, vectors=unit_rows(len(docs), 8))
+    yield c
+    st.close()
+
+
+@pytest.mark.parametrize("where", FILTERS, ids=[str(f) for f in FILTERS])
+def test_filter_matches_reference(col, data, where):
+    docs, metas = data
+    expected = {f"r{i}" for i in range(len(docs)) if matches(where, docs[i], metas[i])}
+    got = {r.id for r in col.get(where=where)}
+    assert got == expected
+    assert col.count(where=where) == len(expected)
+    q = unit_rows(1, 8, seed=42)[0]
+    hits = col.search(vector=q, k=10, where=where)
+    assert len(hits) == min(10, len(expected))
+    assert {h.id for h in hits} <= expected
+
+
+@pytest.mark.parametrize("where,path", [
+    ({"year": {"$regex": "x"}}, "where['year']['$regex']"),
+    ({"$xor": []}, "where['$xor']"),
+    ({"year": {"$gt": [1]}}, "where['year']['$gt']"),
+    ({"year": {"$in": 3}}, "where['year']['$in']"),
+    ({"year": {"$exists": 1}}, "where['year']['$exists']"),
+    ({"$and": {}}, "where['$and']"),
+    ({"$or": [3]}, "where['$or'][0]"),
+    ({"year": {"nested": 1}}, "where['year']['nested']"),
+    ({"$contains": ""}, "where['$contains']"),
+    ({"year": {"$eq": {"a": 1}}}, "where['year']['$eq']"),
+    ({}, "where"),
+])
+def test_bad_filters_name_their_path(col, where, path):
+    before = len(col)
+    with pytest.raises(ls.InvalidInputError) as info:
+        col.search(vector=unit_rows(1, 8)[0], where=where)
+    assert path in str(info.value)
+    with pytest.raises(ls.InvalidInputError):
+        col.delete(where=where)
+    assert len(col) == before
+
+
+def test_values_are_bound_not_interpolated(col):
+    evil = "x') OR 1=1 --"
+    assert col.get(where={"lang": evil}) == []
+    assert col.get(where={"$contains": evil}) == []
+    with pytest.raises(ls.InvalidInputError):
+        col.get(where={'la"ng': "en"})

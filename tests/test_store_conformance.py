@@ -1,0 +1,170 @@
+"""One conformance suite for every Store backend (the embedded store today)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import latentspace as ls
+
+from .conftest import unit_rows
+
+BACKENDS = {"embedded": lambda path: ls.open_store(path)}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request, tmp_path):
+    opened = []
+
+    def make():
+        s = BACKENDS[request.param](tmp_path / "store")
+        opened.append(s)
+        return s
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+SPEC = ls.SpaceSpec(model="test/model", dim=16, normalize=True, metric="cosine", modality="vector")
+
+
+def fill(col, n=200, seed=0):
+    x = unit_rows(n, SPEC.dim, seed)
+    ids = [f"r{i}" for i in range(n)]
+    docs = [f"record {i} about {'cats' if i % 3 == 0 else 'dogs'} number{i}" for i in range(n)]
+    metas = [{"i": i, "group": ["a", "b", "c"][i % 3], "even": i % 2 == 0, "tags": ["x", f"t{i % 5}"]} for i in range(n)]
+    col.add(ids, documents=docs, metadatas=metas, vectors=x)
+    return x, ids, docs, metas
+
+
+def test_create_get_list_delete(backend):
+    st = backend()
+    col = st.create_collection("c1", space=SPEC)
+    assert col.spec == SPEC and len(col) == 0
+    with pytest.raises(ls.AlreadyExistsError):
+        st.create_collection("c1", space=SPEC)
+    st.create_collection("c2", space=SPEC.replace(metric="l2"))
+    assert [i.name for i in st.list_collections()] == ["c1", "c2"]
+    assert st.get_collection("c2").spec.metric == "l2"
+    assert st.get_or_create_collection("c1", space=SPEC).name == "c1"
+    assert st.get_or_create_collection("c3", space=SPEC).name == "c3"
+    st.delete_collection("c1")
+    with pytest.raises(ls.NotFoundError):
+        st.get_collection("c1")
+    with pytest.raises(ls.NotFoundError):
+        col.search(vector=unit_rows(1, 16)[0])
+    with pytest.raises(ls.NotFoundError):
+        st.delete_collection("c1")
+
+
+def test_add_get_count_and_persist(backend):
+    st = backend()
+    col = st.create_collection("c", space=SPEC)
+    x, ids, docs, metas = fill(col)
+    assert len(col) == 200
+    assert col.count(where={"group": "a"}) == 67
+    got = col.get(ids=["r5", "missing", "r1"], include_vectors=True)
+    assert [r.id for r in got] == ["r5", "r1"]
+    assert got[0].document == docs[5] and got[0].metadata == metas[5]
+    np.testing.assert_array_equal(got[0].vector, x[5])
+    assert [r.id for r in col.get(where={"i": {"$lt": 3}})] == ["r0", "r1", "r2"]
+    assert len(col.get(limit=10, offset=195)) == 5
+    st.close()
+    st2 = backend()
+    col2 = st2.get_collection("c")
+    assert len(col2) == 200 and col2.spec == SPEC
+    hits = col2.search(vector=x[7], k=1)
+    assert hits[0].id == "r7" and hits[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_search_modes_agree_and_scores_mean_higher_is_better(backend):
+    st = backend()
+    for metric in ("cosine", "dot", "l2"):
+        col = st.create_collection(f"m-{metric}", space=SPEC.replace(metric=metric))
+        x, *_ = fill(col)
+        q = unit_rows(5, 16, seed=9)
+        for qi in q:
+            ann = col.search(vector=qi, k=10)
+            ex = col.search(vector=qi, k=10, mode="exact")
+            assert [h.id for h in ann] == [h.id for h in ex]
+            scores = [h.score for h in ex]
+            assert scores == sorted(scores, reverse=True)
+            ref = x @ qi if metric != "l2" else -np.linalg.norm(x - qi, axis=1)
+            np.testing.assert_allclose(scores, np.sort(ref)[::-1][:10], atol=1e-4)
+            dists = ls.distances(ex)
+            assert dists == sorted(dists)
+
+
+def test_upsert_delete_and_index_follow(backend):
+    st = backend()
+    col = st.create_collection("c", space=SPEC)
+    x, ids, *_ = fill(col, 50)
+    assert col.search(vector=x[0], k=1)[0].id == "r0"
+    new = unit_rows(1, 16, seed=77)
+    res = col.upsert(["r0"], documents=["replaced"], metadatas=[{"i": -1}], vectors=new)
+    assert (res.added, res.replaced) == (0, 1)
+    assert col.search(vector=new[0], k=1)[0].id == "r0"
+    assert col.search(vector=x[0], k=1)[0].id != "r0"
+    assert col.get(ids=["r0"])[0].document == "replaced"
+    same = col.upsert(["r0"], documents=["replaced"], metadatas=[{"i": -1}], vectors=new)
+    assert same.unchanged == 1 and same.replaced == 0
+    assert col.delete(ids=["r1", "r2", "nope"]) == 2
+    assert col.delete(where={"i": {"$gte": 40}}) == 10
+    assert len(col) == 38
+    remaining = {r.id for r in col.get()}
+    for qi in unit_rows(10, 16, seed=3):
+        assert {h.id for h in col.search(vector=qi, k=38)} == remaining
+
+
+def test_filtered_search_returns_k_whenever_k_match(backend):
+    st = backend()
+    col = st.create_collection("c", space=SPEC)
+    x, *_ = fill(col, 300)
+    q = unit_rows(1, 16, seed=5)[0]
+    for where, n_match in (({"group": "b"}, 100), ({"i": {"$in": [1, 2, 3]}}, 3), ({"even": True}, 150)):
+        hits = col.search(vector=q, k=10, where=where)
+        assert len(hits) == min(10, n_match)
+        ex = col.search(vector=q, k=10, where=where, mode="exact")
+        assert [h.id for h in hits] == [h.id for h in ex]
+    assert col.search(vector=q, k=5, where={"group": "zzz"}) == []
+
+
+def test_keyword_and_hybrid(backend):
+    st = backend()
+    col = st.create_collection("c", space=SPEC)
+    fill(col, 60)
+    kw = col.search("number17", k=5, mode="keyword")
+    assert kw[0].id == "r17" and kw[0].distance is None and kw[0].score > 0
+    with pytest.raises(ls.InvalidInputError):
+        col.search("cats", k=5, mode="hybrid")  # no encoder: text cannot be embedded
+
+
+def test_k_larger_than_collection_returns_all(backend):
+    st = backend()
+    col = st.create_collection("c", space=SPEC)
+    fill(col, 7)
+    assert len(col.search(vector=unit_rows(1, 16)[0], k=100)) == 7
+    assert len(col.search(vector=unit_rows(1, 16)[0], k=100, mode="exact")) == 7
+
+
+def test_search_batch_matches_single(backend):
+    st = backend()
+    col = st.create_collection("c", space=SPEC)
+    fill(col, 100)
+    q = unit_rows(4, 16, seed=11)
+    batch = col.search_batch(vectors=q, k=5)
+    for qi, hits in zip(q, batch):
+        assert [h.id for h in hits] == [h.id for h in col.search(vector=qi, k=5)]
+
+
+def test_hnsw_params_are_per_collection(backend):
+    st = backend()
+    col = st.create_collection("c", space=SPEC, hnsw={"M": 8, "ef_construction": 50, "ef_search": 20})
+    assert st.collection_info("c").hnsw == ls.HnswParams(M=8, ef_construction=50, ef_search=20)
+    fill(col, 50)
+    assert len(col.search(vector=unit_rows(1, 16)[0], k=5)) == 5
+    with pytest.raises(ls.InvalidInputError):
+        st.create_collection("d", space=SPEC, hnsw={"M": 1})
+    with pytest.raises(ls.InvalidInputError):
+        st.create_collection("d", space=SPEC, hnsw={"links": 8})
