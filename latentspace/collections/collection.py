@@ -312,7 +312,12 @@ class Collection:
             if exact:
                 labels, dists = storage.exact(qvecs, k)
             else:
-                labels, dists = storage.index().search(qvecs, k, ef=ef)
+                index = storage.index()
+                labels, dists = index.search(qvecs, k, ef=ef)
+                want = min(k, len(index))
+                short = ((labels >= 0).sum(axis=1) < want).nonzero()[0]
+                if len(short):  # the graph walk found fewer than k: answer those queries exactly
+                    labels[short], dists[short] = storage.exact(qvecs[short], k)
         else:
             rids, _ = storage.candidates(where, with_vectors=False)
             if exact or len(rids) <= max(EXACT_FILTER_LIMIT, k):

@@ -1,0 +1,150 @@
+"""Derived index files: replay, rebuild on damage, locking, several processes."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+
+import latentspace as ls
+
+from .conftest import unit_rows
+
+SPEC = ls.SpaceSpec(model="m", dim=16, modality="vector")
+
+
+def build(path, n=500):
+    st = ls.open_store(path)
+    col = st.create_collection("c", space=SPEC)
+    x = unit_rows(n, 16)
+    col.add([f"r{i}" for i in range(n)], vectors=x, documents=[f"doc {i}" for i in range(n)])
+    col.flush()
+    st.close()
+    return x
+
+
+def index_file(path):
+    side = json.loads((path / "idx-1.json").read_text())
+    return path / side["file"]
+
+
+def check_search(path, x, expect_rebuild):
+    st = ls.open_store(path)
+    col = st.get_collection("c")
+    for i in (0, 17, 499):
+        assert col.search(vector=x[i], k=1)[0].id == f"r{i}"
+    ann = [h.id for h in col.search(vector=x[3], k=20)]
+    ex = [h.id for h in col.search(vector=x[3], k=20, mode="exact")]
+    assert len(set(ann) & set(ex)) >= 19
+    assert any("rebuilt" in m for m in st.messages) == expect_rebuild
+    st.close()
+
+
+def test_clean_reopen_loads_the_saved_index(tmp_path):
+    x = build(tmp_path / "s")
+    check_search(tmp_path / "s", x, expect_rebuild=False)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "zero", "garbage", "delete", "sidecar-garbage", "sidecar-delete",
+                                    "flip-byte"])
+def test_damaged_index_is_rebuilt(tmp_path, damage):
+    path = tmp_path / "s"
+    x = build(path)
+    f = index_file(path)
+    if damage == "truncate":
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    elif damage == "zero":
+        f.write_bytes(b"")
+    elif damage == "garbage":
+        f.write_bytes(np.random.default_rng(0).bytes(f.stat().st_size))
+    elif damage == "delete":
+        f.unlink()
+    elif damage == "sidecar-garbage":
+        (path / "idx-1.json").write_text("{not json")
+    elif damage == "sidecar-delete":
+        (path / "idx-1.json").unlink()
+    elif damage == "flip-byte":
+        b = bytearray(f.read_bytes())
+        b[len(b) // 2] ^= 0xFF
+        f.write_bytes(bytes(b))
+    check_search(path, x, expect_rebuild=True)
+    # and the rebuilt index was saved: the next open loads it
+    check_search(path, x, expect_rebuild=False)
+
+
+def test_changes_after_the_saved_index_are_replayed(tmp_path):
+    path = tmp_path / "s"
+    x = build(path)
+    st = ls.open_store(path)
+    col = st.get_collection("c")
+    new = unit_rows(5, 16, seed=99)
+    col.add([f"n{i}" for i in range(5)], vectors=new)  # the index is not loaded: only the log knows
+    col.delete(ids=["r0"])
+    st._conn.close()  # simulate a crash: no save on close
+    st._conn = None
+    st2 = ls.open_store(path)
+    col2 = st2.get_collection("c")
+    assert col2.search(vector=new[2], k=1)[0].id == "n2"
+    assert "r0" not in {h.id for h in col2.search(vector=x[0], k=5)}
+    assert not any("rebuilt" in m for m in st2.messages)
+    st2.close()
+
+
+def test_second_writer_gets_store_locked_error(tmp_path):
+    path = tmp_path / "s"
+    build(path, 10)
+    blocker = sqlite3.connect(path / "latentspace.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        st = ls.open_store(path, lock_timeout=0.3)
+        col = st.get_collection("c")
+        t = time.perf_counter()
+        with pytest.raises(ls.StoreLockedError, match="locked by another writer"):
+            col.add(["z"], vectors=unit_rows(1, 16, seed=3))
+        assert time.perf_counter() - t >= 0.25
+        assert len(col) == 10  # reads still work while another process writes
+        assert col.search(vector=unit_rows(1, 16)[0], k=3)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    col.add(["z"], vectors=unit_rows(1, 16, seed=3))
+    assert len(col) == 11
+    st.close()
+
+
+def _writer(path, ready, go, done):
+    st = ls.open_store(path)
+    col = st.get_collection("c")
+    ready.set()
+    go.wait(30)
+    col.add(["w1", "w2"], vectors=unit_rows(2, 16, seed=123), documents=["written elsewhere", "also"])
+    done.set()
+    st.close()
+
+
+def test_reader_sees_other_process_commits_on_next_query(tmp_path):
+    path = tmp_path / "s"
+    build(path, 50)
+    reader = ls.open_store(path)
+    col = reader.get_collection("c")
+    w = unit_rows(2, 16, seed=123)
+    assert col.search(vector=w[0], k=1)[0].id != "w1"  # index loaded in this process
+    assert col.search(vector=w[0], k=1, mode="exact")[0].id != "w1"  # and the exact matrix
+    ctx = mp.get_context("spawn")
+    ready, go, done = ctx.Event(), ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_writer, args=(str(path), ready, go, done))
+    proc.start()
+    assert ready.wait(60)
+    go.set()
+    assert done.wait(60)
+    proc.join(30)
+    assert proc.exitcode == 0
+    assert col.search(vector=w[0], k=1)[0].id == "w1"
+    assert len(col) == 52
+    assert col.search("written elsewhere", k=1, mode="keyword")[0].id == "w1"
+    assert col.search(vector=w[1], k=1, mode="exact")[0].id == "w2"
+    reader.close()
