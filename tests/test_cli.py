@@ -1,0 +1,135 @@
+"""The CLI as a user runs it: a real subprocess, real files, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import latentspace as ls
+
+
+def run(*args, check=True, env=None):
+    proc = subprocess.run(
+        [sys.executable, "-m", "latentspace.cli.app", *map(str, args)],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})}, timeout=600,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def docs_jsonl(tmp_path_factory):
+    from latentspace.data import docstring_items
+
+    items = docstring_items(limit=120)
+    path = tmp_path_factory.mktemp("data") / "docs.jsonl"
+    with open(path, "w") as f:
+        for it in items:
+            f.write(json.dumps({"id": it.id, "text": it.text, **it.metadata}) + "\n")
+    return path, items
+
+
+def test_ingest_search_and_resume(tmp_path, docs_jsonl):
+    path, items = docs_jsonl
+    store = tmp_path / "store"
+    out = json.loads(run("ingest", store, "docs", path, "--chunk-size", "400", "--json").stdout)
+    assert out["read"] >= len(items) and out["added"] == out["read"] and out["records"] == out["added"]
+    again = json.loads(run("ingest", store, "docs", path, "--chunk-size", "400", "--json").stdout)
+    assert again["added"] == 0 and again["skipped"] == again["read"]  # resumable: nothing re-embedded
+    hits = json.loads(run("search", store, "docs", "compress data", "-k", "3", "--json").stdout)
+    assert len(hits) == 3 and all(h["score"] <= hits[0]["score"] for h in hits)
+    hits = json.loads(run("search", store, "docs", "file", "--mode", "hybrid", "--where",
+                          '{"kind": "function"}', "--json").stdout)
+    assert hits and all(h["metadata"]["kind"] == "function" for h in hits)
+    table = run("search", store, "docs", "compress data", "-k", "2").stdout
+    assert "score" in table and "first line" in table
+    listed = json.loads(run("collection", "list", store, "--json").stdout)
+    assert listed[0]["name"] == "docs" and listed[0]["spec"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    info = json.loads(run("collection", "info", store, "docs", "--json").stdout)
+    assert info["count"] == out["records"]
+    assert "Dropped" in run("collection", "drop", store, "docs", "--yes").stdout
+    assert json.loads(run("collection", "list", store, "--json").stdout) == []
+
+
+def test_ingest_formats(tmp_path):
+    rows = [{"id": f"d{i}", "body": f"text number {i} about cats", "year": 2000 + i} for i in range(6)]
+    csv_path = tmp_path / "d.csv"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["id", "body", "year"])
+        w.writeheader()
+        w.writerows(rows)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq_path = tmp_path / "d.parquet"
+    pq.write_table(pa.Table.from_pylist([{**r, "id": "p" + r["id"]} for r in rows]), pq_path)
+    folder = tmp_path / "notes"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.md").write_text("# A note\nabout dogs")
+    (folder / "sub" / "b.txt").write_text("another note about birds")
+    store = tmp_path / "s"
+    run("collection", "create", store, "mixed")
+    run("ingest", store, "mixed", csv_path, "--text-field", "body")
+    run("ingest", store, "mixed", pq_path, "--text-field", "body", "--metadata-fields", "year")
+    run("ingest", store, "mixed", folder)
+    with ls.open_store(store) as st:
+        col = st.get_collection("mixed")
+        assert len(col) == 14
+        assert col.get(ids=["d3"])[0].metadata == {"year": 2003}
+        assert col.get(ids=["pd3"])[0].metadata == {"year": 2003}
+        assert col.get(ids=["sub/b.txt"])[0].document == "another note about birds"
+        assert col.count(where={"year": {"$gte": 2004}}) == 4
+
+
+def test_create_for_own_vectors_and_errors_are_one_line(tmp_path):
+    store = tmp_path / "s"
+    out = json.loads(run("collection", "create", store, "vecs", "--dim", "8", "--space-model", "mine", "--json").stdout)
+    assert out["spec"]["dim"] == 8 and out["encoder"] is None
+    cases = [
+        (("collection", "create", store, "vecs", "--dim", "8"), ls.AlreadyExistsError),
+        (("collection", "create", store, "bad/name", "--dim", "8"), ls.InvalidInputError),
+        (("search", store, "nope", "q"), ls.NotFoundError),
+        (("search", store, "vecs", "q"), ls.InvalidInputError),  # no encoder for text
+        (("search", store, "vecs", "q", "--mode", "keyword", "--where", "{bad json"), ls.InvalidInputError),
+        (("search", store, "vecs", "q", "--mode", "keyword", "-k", "0"), ls.InvalidInputError),
+        (("collection", "list", tmp_path / "missing"), ls.NotFoundError),
+        (("ingest", store, "vecs", tmp_path / "none.jsonl"), ls.NotFoundError),
+    ]
+    for args, error in cases:
+        proc = run(*args, check=False)
+        assert proc.returncode == error.exit_code, (args, proc.returncode, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        assert error.__name__ in proc.stderr
+    debug = run("--debug", "search", store, "nope", "q", check=False)
+    assert "Traceback" in debug.stderr
+
+
+def test_every_command_is_documented_in_the_readme():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for cmd in ("latentspace demo", "latentspace collection create", "collection list|info|drop",
+                "latentspace ingest", "latentspace search"):
+        assert cmd in readme
+    help_text = run("--help").stdout
+    for cmd in ("demo", "collection", "ingest", "search"):
+        assert cmd in help_text
+
+
+def test_demo_runs_and_reuses_its_store(tmp_path):
+    store = tmp_path / "demo"
+    first = json.loads(run("demo", "--store", store, "--limit", "150", "--json").stdout)
+    assert first["action"] == "rebuilt" and first["records"] >= 150
+    assert first["refused"].startswith("SpaceMismatchError") and "dim: 384 != 128" in first["refused"]
+    for label in ("vector", "keyword", "hybrid", "filtered"):
+        assert first["searches"][label]["hits"], label
+    assert all(h["metadata"]["kind"] == "function" for h in first["searches"]["filtered"]["hits"])
+    second = json.loads(run("demo", "--store", store, "--limit", "150", "--json").stdout)
+    assert second["action"] == "reused" and second["records"] == first["records"]
+    text = run("demo", "--store", store, "--limit", "150").stdout
+    assert "reusing" in text and "refused" in text

@@ -1,0 +1,116 @@
+"""A Collection against a plain in-memory model with exact search, including restarts."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, precondition, rule
+
+import latentspace as ls
+
+from .filter_model import matches
+
+DIM = 8
+SPEC = ls.SpaceSpec(model="m", dim=DIM, modality="vector")
+ids_st = st.text(alphabet="abcdefgh", min_size=1, max_size=3)
+meta_st = st.fixed_dictionaries({"g": st.sampled_from(["x", "y", "z"]), "n": st.integers(0, 9)})
+WHERES = [None, {"g": "x"}, {"n": {"$gte": 5}}, {"$or": [{"g": "y"}, {"n": 0}]}, {"g": {"$ne": "z"}}]
+
+
+def vec(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+class CollectionMachine(RuleBasedStateMachine):
+    ids = Bundle("ids")
+
+    @initialize()
+    def setup(self):
+        self.dir = tempfile.mkdtemp()
+        self.store = ls.open_store(self.dir)
+        self.col = self.store.create_collection("c", space=SPEC)
+        self.model: dict[str, tuple[np.ndarray, dict, str]] = {}
+
+    def teardown(self):
+        self.store.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @rule(target=ids, new=st.lists(st.tuples(ids_st, st.integers(0, 10**6), meta_st), min_size=1, max_size=8,
+                                    unique_by=lambda t: t[0]))
+    def add(self, new):
+        fresh = [t for t in new if t[0] not in self.model]
+        if not fresh:
+            try:
+                self.col.add([new[0][0]], vectors=vec(new[0][1])[None])
+                raise AssertionError("adding an existing id must fail")
+            except ls.AlreadyExistsError:
+                return multiple()
+        self.col.add([t[0] for t in fresh], vectors=np.stack([vec(t[1]) for t in fresh]),
+                     documents=[f"doc {t[0]}" for t in fresh], metadatas=[t[2] for t in fresh])
+        for i, seed, meta in fresh:
+            self.model[i] = (vec(seed), meta, f"doc {i}")
+        return fresh[0][0]
+
+    @rule(i=ids, seed=st.integers(0, 10**6), meta=meta_st)
+    def upsert(self, i, seed, meta):
+        self.col.upsert([i], vectors=vec(seed)[None], documents=[f"doc {i} v{seed}"], metadatas=[meta])
+        self.model[i] = (vec(seed), meta, f"doc {i} v{seed}")
+
+    @rule(i=ids)
+    def delete(self, i):
+        n = self.col.delete(ids=[i])
+        assert n == (1 if i in self.model else 0)
+        self.model.pop(i, None)
+
+    @rule(where=st.sampled_from(WHERES[1:]))
+    def delete_where(self, where):
+        gone = [i for i, (_, m, d) in self.model.items() if matches(where, d, m)]
+        assert self.col.delete(where=where) == len(gone)
+        for i in gone:
+            del self.model[i]
+
+    @rule()
+    def reopen(self):
+        self.store.close()
+        self.store = ls.open_store(self.dir)
+        self.col = self.store.get_collection("c")
+
+    @precondition(lambda self: len(self.model) > 0)
+    @rule(seed=st.integers(0, 10**6), k=st.integers(1, 12), where=st.sampled_from(WHERES),
+          mode=st.sampled_from(["vector", "exact"]))
+    def search(self, seed, k, where, mode):
+        q = vec(seed)
+        cands = [(i, float(v @ q)) for i, (v, m, d) in self.model.items() if matches(where, d, m)]
+        cands.sort(key=lambda t: -t[1])
+        expected = [i for i, _ in cands[:k]]
+        hits = self.col.search(vector=q, k=k, where=where, mode=mode)
+        assert len(hits) == len(expected)
+        got = [h.id for h in hits]
+        if mode == "exact":
+            assert np.allclose([h.score for h in hits], [s for _, s in cands[:k]], atol=1e-5)
+        else:
+            assert len(set(got) & set(expected)) >= 0.9 * len(expected)
+        for h in hits:
+            v, m, d = self.model[h.id]
+            assert h.metadata == m and h.document == d
+
+    @invariant()
+    def same_contents(self):
+        if not hasattr(self, "col"):
+            return
+        assert len(self.col) == len(self.model)
+        recs = {r.id: r for r in self.col.get(include_vectors=True)}
+        assert set(recs) == set(self.model)
+        for i, r in recs.items():
+            np.testing.assert_array_equal(r.vector, self.model[i][0])
+
+
+CollectionMachine.TestCase.settings = settings(
+    max_examples=75, stateful_step_count=40, deadline=None, suppress_health_check=list(HealthCheck)
+)
+TestCollectionMachine = CollectionMachine.TestCase
