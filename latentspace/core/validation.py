@@ -202,13 +202,19 @@ def check_vectors(
         raise InvalidInputError(f"{what} is empty: pass at least one vector.")
     if arr.shape[1] != dim:
         raise InvalidInputError(f"{what} have dimension {arr.shape[1]}; this space has dimension {dim}.")
-    finite = np.isfinite(arr).all(axis=1)
-    if not finite.all():
+    # one pass: a NaN or inf anywhere makes the row's squared norm non-finite
+    with np.errstate(over="ignore", invalid="ignore"):
+        sq = np.einsum("ij,ij->i", arr, arr)
+    if not np.isfinite(sq).all():
+        finite = np.isfinite(arr).all(axis=1)
         bad = np.flatnonzero(~finite)
-        raise InvalidInputError(
-            f"{what} row(s) {bad[:5].tolist()} contain NaN or inf (or overflow float32); every value must be finite."
-        )
-    norms = np.linalg.norm(arr, axis=1)
+        if len(bad):
+            raise InvalidInputError(
+                f"{what} row(s) {bad[:5].tolist()} contain NaN or inf (or overflow float32); every value must be finite."
+            )
+        bad = np.flatnonzero(~np.isfinite(sq))
+        raise InvalidInputError(f"{what} row(s) {bad[:5].tolist()} are too large: their norm overflows float32.")
+    norms = np.sqrt(sq)
     if metric == "cosine" and (norms == 0).any():
         bad = np.flatnonzero(norms == 0)
         raise InvalidInputError(f"{what} row(s) {bad[:5].tolist()} are zero vectors, which have no cosine direction.")

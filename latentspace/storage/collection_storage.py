@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .store import Store
 
 INDEX_FORMAT = 1
+ROW_CACHE_BYTES = 64 << 20  # rows (id, document, metadata) kept in memory for search results
 _CHUNK = 500  # SQL variables per IN (...) list
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
@@ -76,6 +77,8 @@ class CollectionStorage:
         self._generation = store._generation
         self._filter_cache: OrderedDict[tuple[str, int], tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
         self._filter_cache_bytes = 0
+        self._row_cache: OrderedDict[int, tuple] = OrderedDict()
+        self._row_cache_bytes = 0
 
     # -- plumbing -------------------------------------------------------------------
     @property
@@ -500,14 +503,44 @@ class CollectionStorage:
         return [(rid, -float(s)) for rid, s in rows]
 
     def fetch(self, rids: list[int], with_vectors: bool = False) -> dict[int, Row]:
+        """Rows by rid. A rid's row never changes (an upsert writes a new rid), so rows are
+        cached in memory (bounded by bytes) and a cached row is always current."""
         out: dict[int, Row] = {}
+        cache = self._row_cache
+        missing = []
+        if not with_vectors:
+            for rid in rids:
+                hit = cache.get(rid)
+                if hit is None:
+                    missing.append(rid)
+                else:
+                    cache.move_to_end(rid)
+                    rec_id, doc, meta_text, meta, h = hit
+                    out[rid] = Row(rid, rec_id, doc, dict(meta) if meta is not None else json.loads(meta_text),
+                                   None, h)
+        else:
+            missing = list(rids)
         cols = "rid, id, document, metadata, content_hash" + (", vector" if with_vectors else "")
-        for part in _chunks(rids):
+        for part in _chunks(missing):
             marks = ",".join("?" * len(part))
             for r in self._q(f"SELECT {cols} FROM records WHERE rid IN ({marks})", part):
                 vec = np.frombuffer(r[5], dtype=np.float32).copy() if with_vectors else None
-                out[r[0]] = Row(r[0], r[1], r[2], json.loads(r[3]), vec, r[4])
+                meta = json.loads(r[3])
+                out[r[0]] = Row(r[0], r[1], r[2], meta, vec, r[4])
+                self._cache_row(r[0], r[1], r[2], r[3], meta, r[4])
         return out
+
+    def _cache_row(self, rid, rec_id, doc, meta_text, meta, h) -> None:
+        if rid in self._row_cache:
+            return
+        # flat metadata is handed out as shallow copies; nested metadata is parsed anew each time
+        flat = all(not isinstance(v, (dict, list)) for v in meta.values())
+        size = 200 + len(rec_id) + len(doc or "") + len(meta_text)
+        self._row_cache[rid] = (rec_id, doc, meta_text, dict(meta) if flat else None, h)
+        self._row_cache_bytes += size
+        while self._row_cache_bytes > ROW_CACHE_BYTES and self._row_cache:
+            _, (i, d, t, _m, _h) = self._row_cache.popitem(last=False)
+            self._row_cache_bytes -= 200 + len(i) + len(d or "") + len(t)
 
     def rows(self, ids: list[str] | None, where: Any, limit: int | None, offset: int, with_vectors: bool) -> list[Row]:
         self.sync()

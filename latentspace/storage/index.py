@@ -128,6 +128,7 @@ class HnswIndex(AnnIndex):
             random_seed=100, allow_replace_deleted=True,
         )
         self._index.set_ef(params.ef_search)
+        self._ef = params.ef_search
         self._live = 0
 
     @classmethod
@@ -141,6 +142,7 @@ class HnswIndex(AnnIndex):
         if self._index.dim != dim:
             raise ValueError(f"index dimension {self._index.dim} != {dim}")
         self._index.set_ef(params.ef_search)
+        self._ef = params.ef_search
         self._live = int(live)
         return self
 
@@ -173,20 +175,18 @@ class HnswIndex(AnnIndex):
         if kk == 0:
             return out_l, out_d
         ef_now = max(ef or self.params.ef_search, kk)
-        self._index.set_ef(ef_now)
-        try:
-            while True:
-                try:
-                    labels, dists = self._index.knn_query(queries, k=kk, num_threads=-1 if nq > 1 else 1, filter=allowed)
-                    break
-                except RuntimeError:
-                    # hnswlib could not find kk results (deleted or filtered nodes): fewer results
-                    if kk == 1:
-                        return out_l, out_d
-                    kk = max(1, kk // 2)
-        finally:
-            if ef_now != self.params.ef_search:
-                self._index.set_ef(self.params.ef_search)
+        if ef_now != self._ef:
+            self._index.set_ef(ef_now)
+            self._ef = ef_now
+        while True:
+            try:
+                labels, dists = self._index.knn_query(queries, k=kk, num_threads=-1 if nq > 1 else 1, filter=allowed)
+                break
+            except RuntimeError:
+                # hnswlib could not find kk results (deleted or filtered nodes): fewer results
+                if kk == 1:
+                    return out_l, out_d
+                kk = max(1, kk // 2)
         out_l[:, :kk] = labels
         d = dists.astype(np.float32)
         if self.metric == "l2":
