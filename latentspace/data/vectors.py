@@ -51,14 +51,9 @@ def real_vectors(n: int, n_queries: int = 1000, encoder=None, progress: bool = F
     ).hexdigest()[:16]
     d = cache_dir()
     vec_path, text_path = d / f"docvecs-{key}.npy", d / f"docvecs-{key}.json"
-    if vec_path.exists() and text_path.exists():
-        try:
-            texts = json.loads(text_path.read_text())
-            vecs = np.load(vec_path, allow_pickle=False)
-            if vecs.shape == (n + n_queries, enc.spec.dim) and len(texts) == n + n_queries:
-                return texts[:n], vecs[:n], texts[n:], vecs[n:]
-        except (OSError, ValueError):
-            pass
+    found = _cached(d, enc.spec.fingerprint, n, n_queries)
+    if found is not None:
+        return found
     texts = docstring_paragraphs(n + n_queries)
     # every (n / n_queries)-th paragraph is a held-out query, the rest is the base set
     q_idx = set(np.linspace(0, len(texts) - 1, n_queries).astype(int).tolist())
@@ -79,4 +74,36 @@ def real_vectors(n: int, n_queries: int = 1000, encoder=None, progress: bool = F
     np.save(buf, vecs, allow_pickle=False)
     atomic_write_bytes(vec_path, buf.getvalue())
     atomic_write_bytes(text_path, json.dumps(ordered).encode())
+    write_meta(vec_path, enc.spec.fingerprint, n, n_queries)
     return ordered[:n], vecs[:n], ordered[n:], vecs[n:]
+
+
+def write_meta(vec_path: Path, fingerprint: str, n: int, n_queries: int) -> None:
+    meta = {"fingerprint": fingerprint, "python": list(sys.version_info[:2]), "n": n, "n_queries": n_queries}
+    atomic_write_bytes(vec_path.with_suffix(".meta.json"), json.dumps(meta).encode())
+
+
+def _cached(d: Path, fingerprint: str, n: int, n_queries: int):
+    """A cached set of at least n base and n_queries query vectors in this space, if any."""
+    best = None
+    for meta_path in sorted(d.glob("docvecs-*.meta.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if (meta.get("fingerprint") == fingerprint and meta.get("python") == list(sys.version_info[:2])
+                and meta.get("n", 0) >= n and meta.get("n_queries", 0) >= n_queries):
+            if best is None or meta["n"] < best[1]["n"]:
+                best = (meta_path, meta)
+    if best is None:
+        return None
+    stem = best[0].name.removesuffix(".meta.json")
+    try:
+        texts = json.loads((d / f"{stem}.json").read_text())
+        vecs = np.load(d / f"{stem}.npy", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    m, mq = best[1]["n"], best[1]["n_queries"]
+    if vecs.shape[0] != m + mq or len(texts) != m + mq:
+        return None
+    return texts[:n], vecs[:n], texts[m : m + n_queries], vecs[m : m + n_queries]
