@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-SWEEP = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
+SWEEP = [10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 64, 80, 96, 128, 192, 256, 384, 512]
 RECALL_BAR = 0.95
 SYSTEMS = ["latentspace", "hnswlib", "faiss", "usearch", "chromadb", "lancedb", "numpy"]
 
@@ -44,9 +44,14 @@ def dir_bytes(path: Path) -> int:
 
 
 def load(n: int, nq: int):
-    from latentspace.data.vectors import real_vectors
+    """The cached real vectors (without loading the model when they are cached)."""
+    from latentspace.core.space import SpaceSpec
+    from latentspace.data.vectors import _cached, cache_dir, real_vectors
+    from latentspace.embed.sentence_transformers import DEFAULT_MODEL, DEFAULT_SHA256
 
-    _, x, _, q = real_vectors(n, nq, progress=True)
+    fp = SpaceSpec(model=DEFAULT_MODEL, dim=384, weights_sha256=DEFAULT_SHA256, pooling="mean").fingerprint
+    found = _cached(cache_dir(), fp, n, nq)
+    _, x, _, q = found if found is not None else real_vectors(n, nq, progress=True)
     return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(q, dtype=np.float32)
 
 

@@ -94,7 +94,7 @@ def collection_create(
     query_prefix: str = typer.Option("", help="Prefix added to queries (e.g. 'query: ')."),
     document_prefix: str = typer.Option("", help="Prefix added to documents (e.g. 'passage: ')."),
     m: int = typer.Option(16, "--M", help="HNSW links per node."),
-    ef_construction: int = typer.Option(200, help="HNSW build beam."),
+    ef_construction: int = typer.Option(100, help="HNSW build beam."),
     ef_search: int = typer.Option(64, help="HNSW query beam."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -13,6 +14,7 @@ from ..core.errors import InvalidInputError, SpaceMismatchError
 from ..core.space import SpaceSpec
 from ..core.validation import (
     MAX_K,
+    NORM_TOLERANCE,
     canonical_json,
     check_choice,
     check_float,
@@ -235,6 +237,10 @@ class Collection:
 
         ``alpha`` weighs the vector side in hybrid fusion (1.0 = vector only, 0.0 = keyword only).
         """
+        if vector is not None and where is None and mode == "vector" and not include_vectors and alpha == 0.5:
+            fast = self._search_fast(vector, space, k, ef)
+            if fast is not None:
+                return fast
         if vector is not None:
             arr = np.asarray(vector) if not isinstance(vector, (str, bytes)) else vector
             if getattr(arr, "ndim", 1) != 1:
@@ -246,6 +252,36 @@ class Collection:
         check_query_text(query)
         return self.search_batch([query], k=k, where=where, mode=mode, alpha=alpha, ef=ef,
                                  include_vectors=include_vectors)[0]
+
+    def _search_fast(self, vector, space, k, ef) -> list[Hit] | None:
+        """The common case, one float32 vector and no filter, with the same checks done lean.
+
+        Returns None to hand anything unusual to the general path (which raises the errors).
+        """
+        spec = self._info.spec
+        if not (type(k) is int and 1 <= k <= MAX_K) or not (ef is None or (type(ef) is int and 1 <= ef <= 100_000)):
+            return None
+        if not (isinstance(vector, np.ndarray) and vector.dtype == np.float32 and vector.shape == (spec.dim,)):
+            return None
+        if space is None:
+            if self._info.encoder is not None:
+                return None
+        elif not isinstance(space, SpaceSpec) or space._fingerprint != spec._fingerprint:
+            return None
+        sq = float(np.dot(vector, vector))
+        if not math.isfinite(sq) or sq == 0.0 or (spec.normalize and abs(math.sqrt(sq) - 1.0) > NORM_TOLERANCE):
+            return None
+        storage = self._storage
+        found = storage.index().search_one(vector, k, ef)
+        if found is None:
+            return None  # the general path falls back to an exact scan
+        rids, dists = found
+        l2 = spec.metric == "l2"
+        hits = []
+        for r, (fields, d) in enumerate(zip(storage.hit_fields(rids), dists), start=1):
+            if fields is not None:
+                hits.append(Hit(fields[0], -d if l2 else 1.0 - d, fields[1], fields[2], d, {"vector": r}))
+        return hits
 
     def search_batch(
         self,

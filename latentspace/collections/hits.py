@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Hit:
     """One search result. ``score``: higher is better, in every mode.
 

@@ -57,6 +57,7 @@ class SpaceSpec:
     dtype: str = "float32"
     modality: Modality = "text"
     metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    _fingerprint: str = field(default="", init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -82,6 +83,8 @@ class SpaceSpec:
         if not isinstance(self.metadata, dict):
             raise InvalidInputError("SpaceSpec.metadata must be a dict.")
         object.__setattr__(self, "metadata", json.loads(canonical_json(self.metadata)))
+        digest = hashlib.sha256(canonical_json(self.geometry()).encode()).hexdigest()[:16]
+        object.__setattr__(self, "_fingerprint", digest)
 
     # -- identity -------------------------------------------------------------------
     def geometry(self) -> dict[str, Any]:
@@ -90,7 +93,7 @@ class SpaceSpec:
     @property
     def fingerprint(self) -> str:
         """Short stable hash of the geometry fields; equal fingerprints = same space."""
-        return hashlib.sha256(canonical_json(self.geometry()).encode()).hexdigest()[:16]
+        return self._fingerprint
 
     def differences(self, other: SpaceSpec) -> dict[str, tuple[Any, Any]]:
         """Geometry fields where ``other`` differs from ``self``: name -> (self's, other's)."""
@@ -104,6 +107,8 @@ class SpaceSpec:
         """Raise SpaceMismatchError naming each differing field unless ``other`` is this space."""
         if not isinstance(other, SpaceSpec):
             raise InvalidInputError(f"space= must be a SpaceSpec. Got {type(other).__name__}.")
+        if other._fingerprint == self._fingerprint:
+            return
         diffs = self.differences(other)
         if diffs:
             listed = "; ".join(f"{name}: {a!r} != {b!r}" for name, (a, b) in diffs.items())
@@ -127,7 +132,7 @@ class SpaceSpec:
 
     # -- serialization ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
 
     def to_json(self) -> str:
         return canonical_json(self.to_dict())
@@ -136,7 +141,7 @@ class SpaceSpec:
     def from_dict(cls, data: dict[str, Any]) -> SpaceSpec:
         if not isinstance(data, dict):
             raise InvalidInputError("A SpaceSpec must be a JSON object.")
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls) if f.init}
         unknown = set(data) - known
         if unknown:
             raise InvalidInputError(f"Unknown SpaceSpec field(s): {sorted(unknown)}. Known: {sorted(known)}.")

@@ -502,6 +502,19 @@ class CollectionStorage:
         )
         return [(rid, -float(s)) for rid, s in rows]
 
+    def hit_fields(self, rids: list[int]) -> list[tuple[str, str | None, dict] | None]:
+        """(id, document, metadata) per rid, in order (None for a rid deleted meanwhile)."""
+        cache = self._row_cache
+        out = []
+        for rid in rids:
+            hit = cache.get(rid)
+            if hit is None:
+                rows = self.fetch(rids)
+                return [(r.id, r.document, r.metadata) if (r := rows.get(x)) is not None else None for x in rids]
+            meta = hit[3]
+            out.append((hit[0], hit[1], dict(meta) if meta is not None else json.loads(hit[2])))
+        return out
+
     def fetch(self, rids: list[int], with_vectors: bool = False) -> dict[int, Row]:
         """Rows by rid. A rid's row never changes (an upsert writes a new rid), so rows are
         cached in memory (bounded by bytes) and a cached row is always current."""
@@ -514,7 +527,6 @@ class CollectionStorage:
                 if hit is None:
                     missing.append(rid)
                 else:
-                    cache.move_to_end(rid)
                     rec_id, doc, meta_text, meta, h = hit
                     out[rid] = Row(rid, rec_id, doc, dict(meta) if meta is not None else json.loads(meta_text),
                                    None, h)
@@ -533,7 +545,8 @@ class CollectionStorage:
     def _cache_row(self, rid, rec_id, doc, meta_text, meta, h) -> None:
         if rid in self._row_cache:
             return
-        # flat metadata is handed out as shallow copies; nested metadata is parsed anew each time
+        # flat metadata is handed out as shallow copies; nested metadata is parsed anew each time.
+        # Eviction is first-in first-out: cheaper per hit than LRU bookkeeping.
         flat = all(not isinstance(v, (dict, list)) for v in meta.values())
         size = 200 + len(rec_id) + len(doc or "") + len(meta_text)
         self._row_cache[rid] = (rec_id, doc, meta_text, dict(meta) if flat else None, h)

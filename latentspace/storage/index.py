@@ -26,7 +26,7 @@ class HnswParams:
     """HNSW settings: ``M`` links per node, ``ef_construction`` build beam, ``ef_search`` query beam."""
 
     M: int = 16
-    ef_construction: int = 200
+    ef_construction: int = 100
     ef_search: int = 64
 
     def __post_init__(self) -> None:
@@ -193,6 +193,24 @@ class HnswIndex(AnnIndex):
             d = np.sqrt(np.maximum(d, 0.0))
         out_d[:, :kk] = d
         return out_l, out_d
+
+    def search_one(self, query: np.ndarray, k: int, ef: int | None = None) -> tuple[list[int], list[float]] | None:
+        """One 1-D query, no filter, least overhead; None when fewer than min(k, live) are found."""
+        kk = min(k, self._live)
+        if kk == 0:
+            return [], []
+        ef_now = max(ef or self.params.ef_search, kk)
+        if ef_now != self._ef:
+            self._index.set_ef(ef_now)
+            self._ef = ef_now
+        try:
+            labels, dists = self._index.knn_query(query, k=kk, num_threads=1)
+        except RuntimeError:
+            return None
+        d = dists[0]
+        if self.metric == "l2":
+            d = np.sqrt(np.maximum(d, 0.0))
+        return labels[0].tolist(), d.tolist()
 
     def save(self, path: str) -> None:
         self._index.save_index(path)
