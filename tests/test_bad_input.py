@@ -213,3 +213,14 @@ def test_create_collection_needs_exactly_one_space(store):
         store.create_collection("x", space=SPEC, encoder=BadEncoder("ok"))
     with pytest.raises(ls.InvalidInputError):
         store.create_collection("x", space=SPEC, metric="hamming")
+
+
+def test_opening_a_missing_store_without_create_changes_nothing(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ls.NotFoundError):
+        ls.open_store(empty, create=False)
+    assert list(empty.iterdir()) == []
+    with pytest.raises(ls.NotFoundError):
+        ls.open_store(tmp_path / "absent", create=False)
+    assert not (tmp_path / "absent").exists()

@@ -94,7 +94,7 @@ def collection_create(
     query_prefix: str = typer.Option("", help="Prefix added to queries (e.g. 'query: ')."),
     document_prefix: str = typer.Option("", help="Prefix added to documents (e.g. 'passage: ')."),
     m: int = typer.Option(16, "--M", help="HNSW links per node."),
-    ef_construction: int = typer.Option(100, help="HNSW build beam."),
+    ef_construction: int = typer.Option(200, help="HNSW build beam."),
     ef_search: int = typer.Option(64, help="HNSW query beam."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -288,6 +288,12 @@ def demo_cmd(
 
 
 def main(argv: list[str] | None = None) -> None:
+    import os
+
+    # the CLI draws its own progress bars; the libraries' per-load bars are noise here
+    # (set for this process only; the library itself never touches the environment)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         app(args=argv, standalone_mode=False)
     except LatentSpaceError as exc:

@@ -39,7 +39,7 @@ Mode = Literal["vector", "exact", "keyword", "hybrid"]
 MODES = ("vector", "exact", "keyword", "hybrid")
 #: filtered vector search scans the matching rows exactly up to this many matches,
 #: above it searches the HNSW index restricted to them (measured in bench/search.py)
-EXACT_FILTER_LIMIT = 20_000
+EXACT_FILTER_LIMIT = 3_000
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,7 @@ class Collection:
         """Bring the on-disk index up to date (it is otherwise written on close)."""
         self._storage.index()
         self._storage.save_index()
+        self._storage.checkpoint()
 
     # -- search -------------------------------------------------------------------------
     def search(
@@ -280,7 +281,7 @@ class Collection:
         hits = []
         for r, (fields, d) in enumerate(zip(storage.hit_fields(rids), dists), start=1):
             if fields is not None:
-                hits.append(Hit(fields[0], -d if l2 else 1.0 - d, fields[1], fields[2], d, {"vector": r}))
+                hits.append(Hit(fields[0], -d if l2 else 1.0 - d, fields[1], fields[2], d))
         return hits
 
     def search_batch(
@@ -321,8 +322,7 @@ class Collection:
         elif mode != "keyword":
             qvecs = self.encoder.encode_queries(texts)
         if mode == "keyword":
-            results = [[(rid, s, None, {"keyword": r}) for r, (rid, s) in
-                        enumerate(self._storage.keyword(t, k, where), start=1)] for t in texts]
+            results = [[(rid, s, None, None) for rid, s in self._storage.keyword(t, k, where)] for t in texts]
         elif mode == "hybrid":
             depth = min(MAX_K, max(3 * k, 50))
             vec_lists = self._vector_results(qvecs, depth, where, exact=False, ef=ef)
@@ -336,13 +336,49 @@ class Collection:
                 dist = dict(vlist)
                 results.append([(rid, score, dist.get(rid), ranks) for rid, score, ranks in fused[:k]])
         else:
-            lists = self._vector_results(qvecs, k, where, exact=mode == "exact", ef=ef)
+            labels, dists = self._vector_arrays(qvecs, k, where, exact=mode == "exact", ef=ef)
+            if not include_vectors:
+                return self._hits_from_arrays(labels, dists, mode)
+            lists = self._as_lists(labels, dists)
             scores = [to_scores(np.asarray([d for _, d in lst], dtype=np.float64), self.spec.metric) for lst in lists]
-            results = [[(rid, float(s), float(d), {mode: r}) for r, ((rid, d), s) in enumerate(zip(lst, sc), start=1)]
+            results = [[(rid, float(s), float(d), None) for (rid, d), s in zip(lst, sc)]
                        for lst, sc in zip(lists, scores)]
         return self._hits(results, include_vectors)
 
+    def _hits_from_arrays(self, labels: np.ndarray, dists: np.ndarray, mode: str) -> list[list[Hit]]:
+        """Result arrays straight to hits through the row cache (the batch hot path)."""
+        nq, k = labels.shape
+        valid = labels >= 0
+        counts = valid.sum(axis=1).tolist()
+        rids = labels[valid].tolist()
+        d = dists[valid].astype(np.float64)
+        scores = (-d if self.spec.metric == "l2" else 1.0 - d).tolist()
+        ids, docs, metas = self._storage.hit_columns(rids)
+        # tuple.__new__ skips the named tuple's Python-level constructor: this loop makes
+        # every hit of a batch, so it is the one place where that matters
+        new = tuple.__new__
+        out = []
+        pos = 0
+        dl = d.tolist()
+        for c in counts:
+            end = pos + c
+            out.append([new(Hit, (ids[j], scores[j], docs[j], metas[j], dl[j], None, None))
+                        for j in range(pos, end) if ids[j] is not None])
+            pos = end
+        return out
+
+    @staticmethod
+    def _as_lists(labels: np.ndarray, dists: np.ndarray) -> list[list[tuple[int, float]]]:
+        out = []
+        for lrow, drow in zip(labels, dists):
+            keep = lrow >= 0
+            out.append(list(zip(lrow[keep].tolist(), drow[keep].tolist())))
+        return out
+
     def _vector_results(self, qvecs: np.ndarray, k: int, where, *, exact: bool, ef) -> list[list[tuple[int, float]]]:
+        return self._as_lists(*self._vector_arrays(qvecs, k, where, exact=exact, ef=ef))
+
+    def _vector_arrays(self, qvecs: np.ndarray, k: int, where, *, exact: bool, ef) -> tuple[np.ndarray, np.ndarray]:
         storage = self._storage
         if where is None:
             if exact:
@@ -359,19 +395,15 @@ class Collection:
             if exact or len(rids) <= max(EXACT_FILTER_LIMIT, k):
                 labels, dists = storage.exact(qvecs, k, where)
             else:
-                allowed = set(rids.tolist())
                 index = storage.index()
-                labels, dists = index.search(qvecs, k, ef=max(ef or index.params.ef_search, k), allowed=allowed.__contains__)
+                labels, dists = index.search(qvecs, k, ef=max(ef or index.params.ef_search, k),
+                                             allowed=storage.allowed(where))
                 want = min(k, len(rids))
                 short = ((labels >= 0).sum(axis=1) < want).nonzero()[0]
                 if len(short):  # the graph walk found too few matches: fall back to scanning them
                     el, ed = storage.exact(qvecs[short], k, where)
                     labels[short], dists[short] = el, ed
-        out = []
-        for lrow, drow in zip(labels, dists):
-            keep = lrow >= 0
-            out.append(list(zip(lrow[keep].tolist(), drow[keep].tolist())))
-        return out
+        return labels, dists
 
     def _hits(self, results, include_vectors: bool) -> list[list[Hit]]:
         rids = sorted({rid for res in results for rid, *_ in res})

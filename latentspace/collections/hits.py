@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
 
-@dataclass(slots=True)
-class Hit:
+class Hit(NamedTuple):
     """One search result. ``score``: higher is better, in every mode.
 
     ``distance`` is the metric's distance (cosine ``1 - cos``, dot ``1 - <q, x>``, l2
-    Euclidean) when the hit came from the vector side, else ``None``. ``ranks`` gives
-    the hit's 1-based rank in each retriever that found it (hybrid search).
+    Euclidean) when the hit came from the vector side, else ``None``. ``ranks`` (hybrid
+    search only) gives the hit's 1-based rank in each retriever that found it. A Hit is an
+    immutable named tuple: cheap to make by the thousand.
     """
 
     id: str
@@ -22,15 +22,19 @@ class Hit:
     document: str | None
     metadata: dict[str, Any]
     distance: float | None = None
-    ranks: dict[str, int] = field(default_factory=dict, compare=False)
-    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
+    ranks: dict[str, int] | None = None
+    vector: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {"id": self.id, "score": self.score, "distance": self.distance, "document": self.document,
-               "metadata": self.metadata, "ranks": self.ranks}
+               "metadata": self.metadata, "ranks": self.ranks or {}}
         if self.vector is not None:
             out["vector"] = self.vector.tolist()
         return out
+
+    def __repr__(self) -> str:
+        doc = (self.document or "")[:40]
+        return f"Hit(id={self.id!r}, score={self.score:.4f}, document={doc!r}, metadata={self.metadata!r})"
 
 
 @dataclass(frozen=True)

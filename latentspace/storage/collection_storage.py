@@ -78,6 +78,7 @@ class CollectionStorage:
         self._filter_cache: OrderedDict[tuple[str, int], tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
         self._filter_cache_bytes = 0
         self._row_cache: OrderedDict[int, tuple] = OrderedDict()
+        self._allowed_cache: dict = {}
         self._row_cache_bytes = 0
 
     # -- plumbing -------------------------------------------------------------------
@@ -402,6 +403,11 @@ class CollectionStorage:
                 if p.suffix == ".hnsw" or now - p.stat().st_mtime > 600:
                     p.unlink()
 
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file (best effort: readers may hold it)."""
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def drop_files(self) -> None:
         for p in list(self.store.path.glob(f"idx-{self.cid}-*")) + [self._sidecar()]:
             with contextlib.suppress(OSError):
@@ -480,12 +486,22 @@ class CollectionStorage:
             self._filter_cache_bytes -= r.nbytes + (v.nbytes if v is not None else 0)
         return value
 
+    def allowed(self, where: Any):
+        """A membership test for the rids matching a filter (cached with the match set)."""
+        rids, _ = self.candidates(where, with_vectors=False)
+        key = ("allowed", canonical_json(where))
+        hit = self._allowed_cache.get(key)
+        if hit is None or hit[0] is not rids:
+            hit = (rids, set(rids.tolist()).__contains__)
+            self._allowed_cache = {key: hit} if len(self._allowed_cache) >= 16 else {**self._allowed_cache, key: hit}
+        return hit[1]
+
     def exact(self, queries: np.ndarray, k: int, where: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if where is None:
             m = self.matrix()
-            return exact_topk(m.data[: m.n], m.rids[: m.n], queries, k, self.spec.metric)
+            return exact_topk(m.data[: m.n], m.rids[: m.n], queries, k, self.spec.metric, unit=self.spec.normalize)
         rids, vecs = self.candidates(where, with_vectors=True)
-        return exact_topk(vecs, rids, queries, k, self.spec.metric)
+        return exact_topk(vecs, rids, queries, k, self.spec.metric, unit=self.spec.normalize)
 
     def keyword(self, text: str, k: int, where: Any = None) -> list[tuple[int, float]]:
         self.sync()
@@ -501,6 +517,23 @@ class CollectionStorage:
             [match, self.cid, *wparams, k],
         )
         return [(rid, -float(s)) for rid, s in rows]
+
+    def hit_columns(self, rids: list[int]) -> tuple[list, list, list]:
+        """(ids, documents, metadatas) for rids, in order; id None for a rid deleted meanwhile."""
+        get = self._row_cache.get
+        entries = [get(r) for r in rids]
+        if None in entries:
+            missing = [r for r, e in zip(rids, entries) if e is None]
+            self.fetch(missing)
+            entries = [get(r) for r in rids]
+            if None in entries:  # deleted meanwhile (or evicted at once): fill what we can
+                rows = self.fetch([r for r, e in zip(rids, entries) if e is None])
+                entries = [e if e is not None else ((row.id, row.document, "{}", row.metadata, "") if (row := rows.get(r)) else (None, None, "{}", {}, ""))
+                           for r, e in zip(rids, entries)]
+        ids = [e[0] for e in entries]
+        docs = [e[1] for e in entries]
+        metas = [dict(e[3]) if e[3] is not None else json.loads(e[2]) for e in entries]
+        return ids, docs, metas
 
     def hit_fields(self, rids: list[int]) -> list[tuple[str, str | None, dict] | None]:
         """(id, document, metadata) per rid, in order (None for a rid deleted meanwhile)."""

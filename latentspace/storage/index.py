@@ -26,7 +26,7 @@ class HnswParams:
     """HNSW settings: ``M`` links per node, ``ef_construction`` build beam, ``ef_search`` query beam."""
 
     M: int = 16
-    ef_construction: int = 100
+    ef_construction: int = 200
     ef_search: int = 64
 
     def __post_init__(self) -> None:
@@ -53,21 +53,28 @@ def to_scores(distances: np.ndarray, metric: str) -> np.ndarray:
     return 1.0 - distances
 
 
-def exact_distances(matrix: np.ndarray, queries: np.ndarray, metric: str, norms: np.ndarray | None = None) -> np.ndarray:
-    """(n_queries, n) distances under the index convention, computed with numpy."""
+def exact_distances(
+    matrix: np.ndarray, queries: np.ndarray, metric: str, norms: np.ndarray | None = None, unit: bool = False
+) -> np.ndarray:
+    """(n_queries, n) distances under the index convention, computed with numpy.
+
+    ``unit=True`` says every row and query has unit norm (a normalized space), so cosine
+    needs no norms.
+    """
     if metric == "l2":
-        sq = (matrix * matrix).sum(1) if norms is None else norms**2
+        sq = np.einsum("ij,ij->i", matrix, matrix) if norms is None else norms**2
         d2 = sq[None, :] - 2.0 * (queries @ matrix.T) + (queries * queries).sum(1)[:, None]
         return np.sqrt(np.maximum(d2, 0.0))
     sims = queries @ matrix.T
-    if metric == "cosine":
+    if metric == "cosine" and not unit:
         n = np.linalg.norm(matrix, axis=1) if norms is None else norms
         sims = sims / (np.maximum(n, 1e-30)[None, :] * np.maximum(np.linalg.norm(queries, axis=1), 1e-30)[:, None])
     return 1.0 - sims
 
 
 def exact_topk(
-    matrix: np.ndarray, labels: np.ndarray, queries: np.ndarray, k: int, metric: str, norms: np.ndarray | None = None
+    matrix: np.ndarray, labels: np.ndarray, queries: np.ndarray, k: int, metric: str,
+    norms: np.ndarray | None = None, unit: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     n = matrix.shape[0]
     out_l = np.full((queries.shape[0], k), -1, dtype=np.int64)
@@ -76,7 +83,7 @@ def exact_topk(
         return out_l, out_d
     kk = min(k, n)
     for start in range(0, queries.shape[0], 256):
-        d = exact_distances(matrix, queries[start : start + 256], metric, norms)
+        d = exact_distances(matrix, queries[start : start + 256], metric, norms, unit)
         if kk < n:
             part = np.argpartition(d, kk - 1, axis=1)[:, :kk]
         else:

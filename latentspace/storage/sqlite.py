@@ -85,6 +85,7 @@ def connect(path: Path, timeout: float, create: bool) -> sqlite3.Connection:
         if mode.lower() != "wal":
             raise CorruptStoreError(f"Could not put {db} in WAL mode (got {mode}).")
         conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA journal_size_limit = 67108864")  # a checkpointed WAL shrinks back to 64 MB
         conn.execute("PRAGMA foreign_keys = ON")
         _init(conn, db, create)
     except sqlite3.Error as exc:

@@ -71,13 +71,14 @@ class Store:
             if not create:
                 raise NotFoundError(f"No store at {p}.")
             p.mkdir(parents=True, exist_ok=True)
-        elif not (p / DB_NAME).exists() and any(p.iterdir()) and not create:
-            raise NotFoundError(f"{p} is not a latentspace store (no {DB_NAME}).")
+        elif not (p / DB_NAME).exists() and not create:
+            raise NotFoundError(f"{p} is not a latentspace store (it has no {DB_NAME}).")
         self.path = p.resolve()
         self.verbose = verbose
         self.messages: list[str] = []
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = connect(self.path, self.lock_timeout, create)
+        self._dv_cursor: sqlite3.Cursor | None = None
         self._data_version = self._read_data_version()
         self._generation = 0
         self._collections: dict[str, CollectionStorage] = {}
@@ -90,7 +91,12 @@ class Store:
         return self._conn
 
     def _read_data_version(self) -> int:
-        return self._connection().execute("PRAGMA data_version").fetchone()[0]
+        if self._conn is None:
+            self._connection()
+        cur = self._dv_cursor
+        if cur is None:
+            cur = self._dv_cursor = self._conn.cursor()
+        return cur.execute("PRAGMA data_version").fetchone()[0]
 
     def _poll(self) -> int:
         """Bump the generation when another connection has committed since the last poll."""
@@ -128,6 +134,7 @@ class Store:
                     storage.save_index()
                 except (OSError, sqlite3.Error):
                     pass
+            self._dv_cursor = None
             self._conn.close()
             self._conn = None
             _OPEN.discard(self)
