@@ -26,7 +26,7 @@ def main() -> None:
     gt = truth(x, q, 10)
     print("| M | ef_construction | build s | ef_search at recall >= 0.95 | recall | single QPS | index MB |")
     print("|---|---|---|---|---|---|---|")
-    for m, efc in ((16, 100), (16, 200), (24, 200), (32, 200), (32, 100)):
+    for m, efc in ((16, 100), (16, 200), (24, 200), (32, 100), (32, 200), (48, 200)):
         t0 = time.perf_counter()
         idx = hnswlib.Index(space="cosine", dim=x.shape[1])
         idx.init_index(max_elements=len(x), M=m, ef_construction=efc, random_seed=100)

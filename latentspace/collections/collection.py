@@ -273,16 +273,18 @@ class Collection:
         if not math.isfinite(sq) or sq == 0.0 or (spec.normalize and abs(math.sqrt(sq) - 1.0) > NORM_TOLERANCE):
             return None
         storage = self._storage
-        found = storage.index().search_one(vector, k, ef)
+        index = storage._index
+        if index is None or storage.store._poll() != storage._generation:
+            index = storage.index()
+        found = index.search_one(vector, k, ef)
         if found is None:
             return None  # the general path falls back to an exact scan
         rids, dists = found
-        l2 = spec.metric == "l2"
-        hits = []
-        for r, (fields, d) in enumerate(zip(storage.hit_fields(rids), dists), start=1):
-            if fields is not None:
-                hits.append(Hit(fields[0], -d if l2 else 1.0 - d, fields[1], fields[2], d))
-        return hits
+        ids, docs, metas = storage.hit_columns(rids)
+        new = tuple.__new__
+        if spec.metric == "l2":
+            return [new(Hit, (ids[j], -d, docs[j], metas[j], d, None, None)) for j, d in enumerate(dists) if ids[j]]
+        return [new(Hit, (ids[j], 1.0 - d, docs[j], metas[j], d, None, None)) for j, d in enumerate(dists) if ids[j]]
 
     def search_batch(
         self,

@@ -101,7 +101,8 @@ class Store:
     def _poll(self) -> int:
         """Bump the generation when another connection has committed since the last poll."""
         try:
-            v = self._read_data_version()
+            cur = self._dv_cursor
+            v = cur.execute("PRAGMA data_version").fetchone()[0] if cur is not None else self._read_data_version()
         except sqlite3.Error as exc:
             raise translate(exc, self.path, self.lock_timeout) from None
         if v != self._data_version:
