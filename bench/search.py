@@ -28,6 +28,7 @@ import numpy as np
 
 SWEEP = [10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 64, 80, 96, 128, 192, 256, 384, 512]
 RECALL_BAR = 0.95
+CHROMA_EF = 32
 SYSTEMS = ["latentspace", "hnswlib", "faiss", "usearch", "chromadb", "lancedb", "numpy"]
 
 
@@ -199,8 +200,11 @@ def run_chromadb(x, q, k, gt, gt_f, bucket, workdir):
 
     t0 = time.perf_counter()
     client = chromadb.PersistentClient(path=str(workdir / "chroma"))
+    # ef_search is set at creation: changing it later with modify() is recorded in the
+    # configuration but did not reach the open index here (recall stayed 0.994 at every
+    # setting), so chromadb gets one setting that reaches the bar, like the others' cheapest
     col = client.create_collection("bench", configuration={"hnsw": {"space": "cosine", "ef_construction": 200,
-                                                                    "max_neighbors": 16}})
+                                                                    "max_neighbors": 16, "ef_search": CHROMA_EF}})
     step = min(client.get_max_batch_size(), 5000)
     ids = [str(i) for i in range(len(x))]
     for s in range(0, len(x), step):
@@ -209,14 +213,15 @@ def run_chromadb(x, q, k, gt, gt_f, bucket, workdir):
     col.query(query_embeddings=q[:1], n_results=k, include=[])  # index is ready to serve
     ingest = time.perf_counter() - t0
 
-    def setter(ef):
-        col.modify(configuration={"hnsw": {"ef_search": ef}})
-
     def ids_of(r):
         return [[int(i) for i in row] for row in r["ids"]]
 
-    res = sweep(setter, lambda qi: ids_of(col.query(query_embeddings=qi[None], n_results=k, include=[]))[0],
-                lambda qq: ids_of(col.query(query_embeddings=qq, n_results=k, include=[])), q, gt)
+    single = lambda qi: ids_of(col.query(query_embeddings=qi[None], n_results=k, include=[]))[0]  # noqa: E731
+    batch = lambda qq: ids_of(col.query(query_embeddings=qq, n_results=k, include=[]))  # noqa: E731
+    r = recall(batch(q), gt)
+    qps1, _ = timed_single(single, q)
+    qpsb, _ = timed_batch(batch, q)
+    res = {"setting": CHROMA_EF, "recall": r, "qps_single": qps1, "qps_batch": qpsb}
     qf, found = timed_single(
         lambda qi: ids_of(col.query(query_embeddings=qi[None], n_results=k, where={"bucket": 3}, include=[]))[0], q)
     res.update(ingest_s=ingest, qps_filtered=qf, recall_filtered=recall(found, gt_f), disk=dir_bytes(workdir / "chroma"))
