@@ -224,3 +224,22 @@ def test_opening_a_missing_store_without_create_changes_nothing(tmp_path):
     with pytest.raises(ls.NotFoundError):
         ls.open_store(tmp_path / "absent", create=False)
     assert not (tmp_path / "absent").exists()
+
+
+def test_sqlite_damaged_in_the_middle_gives_corrupt_store_error(tmp_path):
+    path = tmp_path / "s"
+    st = ls.open_store(path)
+    col = st.create_collection("c", space=SPEC)
+    col.add([f"r{i}" for i in range(3000)], vectors=unit_rows(3000, 8), documents=[f"doc {i}" for i in range(3000)])
+    st.close()
+    db = path / "latentspace.db"
+    raw = bytearray(db.read_bytes())
+    assert len(raw) > 64 * 4096
+    raw[8 * 4096 : 60 * 4096] = bytes(52 * 4096)  # wipe pages in the middle, keep the header
+    db.write_bytes(bytes(raw))
+    with pytest.raises(ls.CorruptStoreError):
+        st2 = ls.open_store(path)
+        col2 = st2.get_collection("c")
+        col2.get(include_vectors=True)
+        col2.search(vector=good()[0], k=5, mode="exact")
+        col2.search("doc", mode="keyword")  # reading every row must notice the damage

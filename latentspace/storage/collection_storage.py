@@ -418,14 +418,17 @@ class CollectionStorage:
         self.sync()
         if self._matrix is None:
             conn = self.conn
-            conn.execute("BEGIN")
             try:
-                seq = self.last_seq()
-                rows = conn.execute(
-                    "SELECT rid, vector FROM records WHERE collection_id = ? ORDER BY rid", (self.cid,)
-                ).fetchall()
-            finally:
-                conn.execute("COMMIT")
+                conn.execute("BEGIN")
+                try:
+                    seq = self.last_seq()
+                    rows = conn.execute(
+                        "SELECT rid, vector FROM records WHERE collection_id = ? ORDER BY rid", (self.cid,)
+                    ).fetchall()
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise translate(exc, self.store.path, self.store.lock_timeout) from None
             n = len(rows)
             data = np.empty((max(n, 16), self.spec.dim), dtype=np.float32)
             if n:
