@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -280,11 +281,12 @@ class Collection:
         if found is None:
             return None  # the general path falls back to an exact scan
         rids, dists = found
-        ids, docs, metas = storage.hit_columns(rids)
         new = tuple.__new__
-        if spec.metric == "l2":
-            return [new(Hit, (ids[j], -d, docs[j], metas[j], d, None, None)) for j, d in enumerate(dists) if ids[j]]
-        return [new(Hit, (ids[j], 1.0 - d, docs[j], metas[j], d, None, None)) for j, d in enumerate(dists) if ids[j]]
+        base = 0.0 if spec.metric == "l2" else 1.0  # score: -distance for l2, similarity otherwise
+        return [
+            new(Hit, (e[0], base - d, e[1], dict(e[2]) if e[2] is not None else json.loads(e[3]), d, None, None))
+            for e, d in zip(storage.entries(rids), dists) if e[0] is not None
+        ]
 
     def search_batch(
         self,

@@ -40,6 +40,14 @@ _CHUNK = 500  # SQL variables per IN (...) list
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
+_GONE = (None, None, None, "{}")
+
+
+def entry_metadata(entry: tuple) -> dict:
+    """A metadata dict from a row-cache entry that the caller owns."""
+    return dict(entry[2]) if entry[2] is not None else json.loads(entry[3])
+
+
 @dataclass
 class Row:
     rid: int
@@ -521,35 +529,27 @@ class CollectionStorage:
         )
         return [(rid, -float(s)) for rid, s in rows]
 
+    def entries(self, rids: list[int]) -> list[tuple]:
+        """Cached ``(id, document, flat_metadata_or_None, metadata_json)`` per rid, in order.
+
+        A rid deleted meanwhile gets ``(None, None, None, "{}")``. Use :func:`entry_metadata`
+        to get a metadata dict the caller may keep.
+        """
+        get = self._row_cache.get
+        out = [get(r) for r in rids]
+        if None in out:
+            self.fetch([r for r, e in zip(rids, out) if e is None])
+            out = [e if e is not None else (get(r) or _GONE) for r, e in zip(rids, out)]
+        return out
+
     def hit_columns(self, rids: list[int]) -> tuple[list, list, list]:
         """(ids, documents, metadatas) for rids, in order; id None for a rid deleted meanwhile."""
-        get = self._row_cache.get
-        entries = [get(r) for r in rids]
-        if None in entries:
-            missing = [r for r, e in zip(rids, entries) if e is None]
-            self.fetch(missing)
-            entries = [get(r) for r in rids]
-            if None in entries:  # deleted meanwhile (or evicted at once): fill what we can
-                rows = self.fetch([r for r, e in zip(rids, entries) if e is None])
-                entries = [e if e is not None else ((row.id, row.document, "{}", row.metadata, "") if (row := rows.get(r)) else (None, None, "{}", {}, ""))
-                           for r, e in zip(rids, entries)]
-        ids = [e[0] for e in entries]
-        docs = [e[1] for e in entries]
-        metas = [dict(e[3]) if e[3] is not None else json.loads(e[2]) for e in entries]
-        return ids, docs, metas
+        entries = self.entries(rids)
+        return [e[0] for e in entries], [e[1] for e in entries], [entry_metadata(e) for e in entries]
 
     def hit_fields(self, rids: list[int]) -> list[tuple[str, str | None, dict] | None]:
         """(id, document, metadata) per rid, in order (None for a rid deleted meanwhile)."""
-        cache = self._row_cache
-        out = []
-        for rid in rids:
-            hit = cache.get(rid)
-            if hit is None:
-                rows = self.fetch(rids)
-                return [(r.id, r.document, r.metadata) if (r := rows.get(x)) is not None else None for x in rids]
-            meta = hit[3]
-            out.append((hit[0], hit[1], dict(meta) if meta is not None else json.loads(hit[2])))
-        return out
+        return [(e[0], e[1], entry_metadata(e)) if e[0] is not None else None for e in self.entries(rids)]
 
     def fetch(self, rids: list[int], with_vectors: bool = False) -> dict[int, Row]:
         """Rows by rid. A rid's row never changes (an upsert writes a new rid), so rows are
@@ -563,9 +563,8 @@ class CollectionStorage:
                 if hit is None:
                     missing.append(rid)
                 else:
-                    rec_id, doc, meta_text, meta, h = hit
-                    out[rid] = Row(rid, rec_id, doc, dict(meta) if meta is not None else json.loads(meta_text),
-                                   None, h)
+                    rec_id, doc, meta, meta_text = hit
+                    out[rid] = Row(rid, rec_id, doc, dict(meta) if meta is not None else json.loads(meta_text))
         else:
             missing = list(rids)
         cols = "rid, id, document, metadata, content_hash" + (", vector" if with_vectors else "")
@@ -575,20 +574,20 @@ class CollectionStorage:
                 vec = np.frombuffer(r[5], dtype=np.float32).copy() if with_vectors else None
                 meta = json.loads(r[3])
                 out[r[0]] = Row(r[0], r[1], r[2], meta, vec, r[4])
-                self._cache_row(r[0], r[1], r[2], r[3], meta, r[4])
+                self._cache_row(r[0], r[1], r[2], r[3], meta)
         return out
 
-    def _cache_row(self, rid, rec_id, doc, meta_text, meta, h) -> None:
+    def _cache_row(self, rid, rec_id, doc, meta_text, meta) -> None:
         if rid in self._row_cache:
             return
         # flat metadata is handed out as shallow copies; nested metadata is parsed anew each time.
         # Eviction is first-in first-out: cheaper per hit than LRU bookkeeping.
         flat = all(not isinstance(v, (dict, list)) for v in meta.values())
         size = 200 + len(rec_id) + len(doc or "") + len(meta_text)
-        self._row_cache[rid] = (rec_id, doc, meta_text, dict(meta) if flat else None, h)
+        self._row_cache[rid] = (rec_id, doc, dict(meta) if flat else None, meta_text)
         self._row_cache_bytes += size
         while self._row_cache_bytes > ROW_CACHE_BYTES and self._row_cache:
-            _, (i, d, t, _m, _h) = self._row_cache.popitem(last=False)
+            _, (i, d, _m, t) = self._row_cache.popitem(last=False)
             self._row_cache_bytes -= 200 + len(i) + len(d or "") + len(t)
 
     def rows(self, ids: list[str] | None, where: Any, limit: int | None, offset: int, with_vectors: bool) -> list[Row]:
