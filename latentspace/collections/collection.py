@@ -351,23 +351,23 @@ class Collection:
 
     def _hits_from_arrays(self, labels: np.ndarray, dists: np.ndarray, mode: str) -> list[list[Hit]]:
         """Result arrays straight to hits through the row cache (the batch hot path)."""
-        nq, k = labels.shape
         valid = labels >= 0
         counts = valid.sum(axis=1).tolist()
-        rids = labels[valid].tolist()
-        d = dists[valid].astype(np.float64)
-        scores = (-d if self.spec.metric == "l2" else 1.0 - d).tolist()
-        ids, docs, metas = self._storage.hit_columns(rids)
+        entries = self._storage.entries(labels[valid].tolist())
+        dl = dists[valid].astype(np.float64).tolist()
+        base = 0.0 if self.spec.metric == "l2" else 1.0  # score: -distance for l2, similarity otherwise
         # tuple.__new__ skips the named tuple's Python-level constructor: this loop makes
         # every hit of a batch, so it is the one place where that matters
         new = tuple.__new__
+        loads = json.loads
         out = []
         pos = 0
-        dl = d.tolist()
         for c in counts:
             end = pos + c
-            out.append([new(Hit, (ids[j], scores[j], docs[j], metas[j], dl[j], None, None))
-                        for j in range(pos, end) if ids[j] is not None])
+            out.append([
+                new(Hit, (e[0], base - d, e[1], dict(e[2]) if e[2] is not None else loads(e[3]), d, None, None))
+                for e, d in zip(entries[pos:end], dl[pos:end]) if e[0] is not None
+            ])
             pos = end
         return out
 

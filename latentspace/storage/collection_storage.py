@@ -43,11 +43,6 @@ _TOKEN = re.compile(r"\w+", re.UNICODE)
 _GONE = (None, None, None, "{}")
 
 
-def entry_metadata(entry: tuple) -> dict:
-    """A metadata dict from a row-cache entry that the caller owns."""
-    return dict(entry[2]) if entry[2] is not None else json.loads(entry[3])
-
-
 @dataclass
 class Row:
     rid: int
@@ -532,8 +527,9 @@ class CollectionStorage:
     def entries(self, rids: list[int]) -> list[tuple]:
         """Cached ``(id, document, flat_metadata_or_None, metadata_json)`` per rid, in order.
 
-        A rid deleted meanwhile gets ``(None, None, None, "{}")``. Use :func:`entry_metadata`
-        to get a metadata dict the caller may keep.
+        A rid deleted meanwhile gets ``(None, None, None, "{}")``. The cached flat metadata
+        dict is shared: callers hand out ``dict(entry[2])`` (or ``json.loads(entry[3])``
+        when it is None, for nested metadata), never the cached object.
         """
         get = self._row_cache.get
         out = [get(r) for r in rids]
@@ -541,15 +537,6 @@ class CollectionStorage:
             self.fetch([r for r, e in zip(rids, out) if e is None])
             out = [e if e is not None else (get(r) or _GONE) for r, e in zip(rids, out)]
         return out
-
-    def hit_columns(self, rids: list[int]) -> tuple[list, list, list]:
-        """(ids, documents, metadatas) for rids, in order; id None for a rid deleted meanwhile."""
-        entries = self.entries(rids)
-        return [e[0] for e in entries], [e[1] for e in entries], [entry_metadata(e) for e in entries]
-
-    def hit_fields(self, rids: list[int]) -> list[tuple[str, str | None, dict] | None]:
-        """(id, document, metadata) per rid, in order (None for a rid deleted meanwhile)."""
-        return [(e[0], e[1], entry_metadata(e)) if e[0] is not None else None for e in self.entries(rids)]
 
     def fetch(self, rids: list[int], with_vectors: bool = False) -> dict[int, Row]:
         """Rows by rid. A rid's row never changes (an upsert writes a new rid), so rows are
