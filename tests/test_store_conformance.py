@@ -168,3 +168,40 @@ def test_hnsw_params_are_per_collection(backend):
         st.create_collection("d", space=SPEC, hnsw={"M": 1})
     with pytest.raises(ls.InvalidInputError):
         st.create_collection("d", space=SPEC, hnsw={"links": 8})
+
+
+def test_threads_share_a_store_safely(backend):
+    import threading
+
+    st = backend()
+    col = st.create_collection("c", space=SPEC)
+    fill(col, 100)
+    errors = []
+
+    def writer(t):
+        try:
+            for b in range(10):
+                ids = [f"t{t}-{b}-{i}" for i in range(20)]
+                col.add(ids, vectors=unit_rows(20, 16, seed=1000 * t + b), metadatas=[{"t": t}] * 20)
+                col.delete(ids=ids[:5])
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def reader():
+        try:
+            for i in range(100):
+                hits = col.search(vector=unit_rows(1, 16, seed=i)[0], k=5)
+                assert len(hits) == 5
+                col.search(vector=unit_rows(1, 16, seed=i)[0], k=5, where={"group": "a"})
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(3)] + [threading.Thread(target=reader)
+                                                                                 for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(col) == 100 + 3 * 10 * 15
+    assert col.count(where={"t": 1}) == 150

@@ -105,10 +105,12 @@ class Collection:
         return self.store.collection_info(self.name)
 
     def __len__(self) -> int:
-        return self._storage.count()
+        with self.store._lock:
+            return self._storage.count()
 
     def count(self, where: dict | None = None) -> int:
-        return self._storage.count(where)
+        with self.store._lock:
+            return self._storage.count(where)
 
     def __repr__(self) -> str:
         return f"Collection({self.name!r}, {self.spec.describe()}, metric={self.spec.metric})"
@@ -177,7 +179,8 @@ class Collection:
         unchanged = 0
         keep = list(range(n))
         if replace:
-            existing = self._storage.existing(ids)
+            with self.store._lock:
+                existing = self._storage.existing(ids)
             keep = [i for i in range(n) if existing.get(ids[i], (None, None))[1] != hashes[i]]
             unchanged = n - len(keep)
             if not keep:
@@ -186,10 +189,11 @@ class Collection:
             vecs = np.empty((n, self.spec.dim), dtype=np.float32)
             vecs[keep] = self.encoder.encode_documents([docs[i] for i in keep])
         sel = np.asarray(keep)
-        added, replaced = self._storage.write(
-            [ids[i] for i in keep], np.ascontiguousarray(vecs[sel]), [docs[i] for i in keep],
-            [metas[i] for i in keep], [hashes[i] for i in keep], replace=replace,
-        )
+        with self.store._lock:
+            added, replaced = self._storage.write(
+                [ids[i] for i in keep], np.ascontiguousarray(vecs[sel]), [docs[i] for i in keep],
+                [metas[i] for i in keep], [hashes[i] for i in keep], replace=replace,
+            )
         return WriteResult(added=added, replaced=replaced, unchanged=unchanged)
 
     def delete(self, ids: Sequence[str] | None = None, where: dict | None = None) -> int:
@@ -200,7 +204,8 @@ class Collection:
             ids = check_ids(ids, "delete")
         if where is not None:
             compile_where(where)  # validate before taking the write lock
-        return self._storage.delete(ids, where)
+        with self.store._lock:
+            return self._storage.delete(ids, where)
 
     def get(self, ids=None, where: dict | None = None, limit: int | None = None, offset: int = 0,
             include_vectors: bool = False) -> list[Record]:
@@ -212,14 +217,16 @@ class Collection:
         offset = check_int(offset, "offset", "get", 0, 2**62)
         if where is not None:
             compile_where(where)
-        rows = self._storage.rows(ids, where, limit, offset, include_vectors)
+        with self.store._lock:
+            rows = self._storage.rows(ids, where, limit, offset, include_vectors)
         return [Record(r.id, r.document, r.metadata, r.vector, r.content_hash) for r in rows]
 
     def flush(self) -> None:
         """Bring the on-disk index up to date (it is otherwise written on close)."""
-        self._storage.index()
-        self._storage.save_index()
-        self._storage.checkpoint()
+        with self.store._lock:
+            self._storage.index()
+            self._storage.save_index()
+            self._storage.checkpoint()
 
     # -- search -------------------------------------------------------------------------
     def search(
@@ -240,7 +247,8 @@ class Collection:
         ``alpha`` weighs the vector side in hybrid fusion (1.0 = vector only, 0.0 = keyword only).
         """
         if vector is not None and where is None and mode == "vector" and not include_vectors and alpha == 0.5:
-            fast = self._search_fast(vector, space, k, ef)
+            with self.store._lock:
+                fast = self._search_fast(vector, space, k, ef)
             if fast is not None:
                 return fast
         if vector is not None:
@@ -325,6 +333,10 @@ class Collection:
             qvecs = self._check_vectors(vectors, space, "query vector")
         elif mode != "keyword":
             qvecs = self.encoder.encode_queries(texts)
+        with self.store._lock:  # one thread at a time on the connection and the index
+            return self._retrieve(texts, qvecs, k, where, mode, alpha, ef, include_vectors)
+
+    def _retrieve(self, texts, qvecs, k, where, mode, alpha, ef, include_vectors) -> list[list[Hit]]:
         if mode == "keyword":
             results = [[(rid, s, None, None) for rid, s in self._storage.keyword(t, k, where)] for t in texts]
         elif mode == "hybrid":
