@@ -133,3 +133,31 @@ def test_demo_runs_and_reuses_its_store(tmp_path):
     assert second["action"] == "reused" and second["records"] == first["records"]
     text = run("demo", "--store", store, "--limit", "150").stdout
     assert "reusing" in text and "refused" in text
+
+
+def test_analyze_commands(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arr = rng.normal(size=(300, 12)).astype(np.float32)
+    npy = tmp_path / "v.npy"
+    np.save(npy, arr)
+    d = json.loads(run("analyze", "diagnose", npy, "--json").stdout)
+    assert d["n_points"] == 300 and d["dim"] == 12
+    out = json.loads(run("analyze", "project", npy, "-o", tmp_path / "p.png", "--json").stdout)
+    assert Path(out["output"]).stat().st_size > 5000
+    rep = json.loads(run("analyze", "report", npy, "-o", tmp_path / "r.html", "--compare", npy, "--json").stdout)
+    assert "linear_cka" in Path(rep["report"]).read_text()
+    store = tmp_path / "s"
+    run("collection", "create", store, "vecs", "--dim", "12", "--no-normalize", "--metric", "l2")
+    with ls.open_store(store) as st:
+        st.get_collection("vecs").add([str(i) for i in range(300)], vectors=arr, metadatas=[{"g": i % 3} for i in range(300)])
+    txt = run("analyze", "diagnose", store, "vecs").stdout
+    assert "hubness" in txt
+    run("analyze", "report", store, "vecs", "-o", tmp_path / "r2.html", "--color-by", "g")
+    bad = run("analyze", "project", npy, "-o", tmp_path / "p.gif", check=False)
+    assert bad.returncode == ls.InvalidInputError.exit_code
+    pickled = tmp_path / "obj.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    refused = run("analyze", "diagnose", pickled, check=False)
+    assert refused.returncode == ls.InvalidInputError.exit_code and "Traceback" not in refused.stderr

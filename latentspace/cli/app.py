@@ -287,6 +287,11 @@ def demo_cmd(
     run_demo(store, limit=limit, rebuild=rebuild, as_json=as_json)
 
 
+from .analyze import analyze_app  # noqa: E402  (registered after the shared helpers exist)
+
+app.add_typer(analyze_app, name="analyze")
+
+
 def main(argv: list[str] | None = None) -> None:
     import os
 

@@ -1,0 +1,178 @@
+"""Projections to 2-D or 3-D (PCA, t-SNE, UMAP), seeded and repeatable, and their pictures.
+
+PNG through matplotlib (Agg, no display needed); interactive HTML through plotly with its
+JavaScript bundled into the file, so it opens offline.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..core.errors import BackendUnavailableError, InvalidInputError
+from ._checks import points, sample_rows
+
+Method = Literal["pca", "tsne", "umap"]
+
+
+def _require(module: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise BackendUnavailableError(
+            f"{module.split('.')[0]} is not installed. Install the analysis extra: pip install 'latentspace[analysis]'"
+        ) from None
+
+
+@dataclass
+class Projection:
+    """Low-dimensional coordinates of (a sample of) a space, with what each point is."""
+
+    coords: np.ndarray
+    method: str
+    ids: list[str] | None = None
+    labels: list[Any] | None = None
+    hover: list[str] | None = None
+    sampled: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def project(
+    x: Any,
+    method: Method = "pca",
+    dim: int = 2,
+    *,
+    seed: int = 0,
+    perplexity: float = 30.0,
+    n_neighbors: int = 15,
+    metric: str = "euclidean",
+) -> np.ndarray:
+    """Coordinates of ``x`` in ``dim`` dimensions. Input already of that dimension is returned as is."""
+    if method not in ("pca", "tsne", "umap"):
+        raise InvalidInputError(f"method must be 'pca', 'tsne' or 'umap'; got {method!r}.")
+    if dim not in (2, 3):
+        raise InvalidInputError(f"dim must be 2 or 3; got {dim!r}.")
+    x = points(x, min_rows=3, where="project")
+    if x.shape[1] == dim:
+        return x.copy()
+    if x.shape[1] < dim:
+        raise InvalidInputError(f"project: the data has {x.shape[1]} dimensions, fewer than the {dim} asked for.")
+    n = x.shape[0]
+    if method == "pca":
+        dec = _require("sklearn.decomposition")
+        return dec.PCA(n_components=dim, random_state=seed).fit_transform(x)
+    if method == "tsne":
+        if not 0 < perplexity < n:
+            raise InvalidInputError(
+                f"project: t-SNE perplexity must be below the number of points ({n}); got {perplexity}. "
+                f"Use a perplexity under {max(1, (n - 1) // 3)} for this sample, or more points."
+            )
+        manifold = _require("sklearn.manifold")
+        return manifold.TSNE(n_components=dim, perplexity=perplexity, random_state=seed, init="pca",
+                             metric=metric).fit_transform(x)
+    if n_neighbors >= n:
+        raise InvalidInputError(f"project: UMAP n_neighbors ({n_neighbors}) must be below the number of points ({n}).")
+    umap = _require("umap")
+    # a seed makes UMAP single-threaded (and repeatable); say so rather than be warned
+    return umap.UMAP(n_components=dim, n_neighbors=n_neighbors, random_state=seed, metric=metric,
+                     n_jobs=1).fit_transform(x)
+
+
+def project_collection(col, method: Method = "pca", dim: int = 2, *, color_by: str | None = None,
+                       max_points: int = 5000, seed: int = 0, **options: Any) -> Projection:
+    """Project a collection (a seeded sample of ``max_points`` when larger, and say so)."""
+    total = len(col)
+    if total < 3:
+        raise InvalidInputError(f"Collection {col.name!r} has {total} records; a projection needs at least 3.")
+    if total > max_points:
+        all_ids = [r.id for r in col.get()]
+        pick = np.sort(np.random.default_rng(seed).choice(total, max_points, replace=False))
+        recs = col.get(ids=[all_ids[i] for i in pick], include_vectors=True)
+    else:
+        recs = col.get(include_vectors=True)
+    coords = project(np.stack([r.vector for r in recs]), method, dim, seed=seed, **options)
+    notes = [f"a random sample of {len(recs):,} of {total:,} records (seed {seed})"] if total > max_points else []
+    labels = [r.metadata.get(color_by) for r in recs] if color_by else None
+    hover = [f"{r.id}: {(r.document or '')[:120]}" for r in recs]
+    return Projection(coords, method, [r.id for r in recs], labels, hover, total > max_points, notes)
+
+
+def as_projection(x: Any, method: Method = "pca", dim: int = 2, *, labels=None, hover=None, max_points: int = 5000,
+                  seed: int = 0, **options: Any) -> Projection:
+    arr = points(x, min_rows=3, where="project")
+    n = arr.shape[0]
+    sample, sampled = sample_rows(arr, max_points, seed)
+    if sampled:
+        idx = np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
+        sample = arr[idx]
+        labels = [labels[i] for i in idx] if labels is not None else None
+        hover = [hover[i] for i in idx] if hover is not None else None
+    notes = [f"a random sample of {sample.shape[0]:,} of {n:,} points (seed {seed})"] if sampled else []
+    return Projection(project(sample, method, dim, seed=seed, **options), method, None, labels, hover, sampled, notes)
+
+
+def _title(p: Projection) -> str:
+    return f"{p.method.upper()} projection" + (f" — {p.notes[0]}" if p.notes else "")
+
+
+def to_png(p: Projection, path: str | Path, title: str | None = None) -> Path:
+    """Write the projection as a PNG scatter plot (2-D; a 3-D projection shows its first two axes)."""
+    _require("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 6), dpi=110)
+    c = p.coords
+    if p.labels is not None:
+        keys = sorted({str(v) for v in p.labels})
+        cmap = plt.get_cmap("tab10" if len(keys) <= 10 else "tab20")
+        for i, key in enumerate(keys[:20]):
+            m = np.array([str(v) == key for v in p.labels])
+            ax.scatter(c[m, 0], c[m, 1], s=6, color=cmap(i % cmap.N), label=key, alpha=0.8)
+        ax.legend(markerscale=3, fontsize=8, loc="best")
+    else:
+        ax.scatter(c[:, 0], c[:, 1], s=6, alpha=0.7)
+    ax.set_title(title or _title(p), fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def to_figure(p: Projection, title: str | None = None):
+    go = _require("plotly.graph_objects")
+    c = p.coords
+    three = c.shape[1] == 3
+    groups = {"all": np.arange(len(c))} if p.labels is None else {}
+    if p.labels is not None:
+        for i, v in enumerate(p.labels):
+            groups.setdefault(str(v), []).append(i)
+    traces = []
+    for name, idx in groups.items():
+        idx = np.asarray(idx)
+        text = [p.hover[i] for i in idx] if p.hover else None
+        kw = dict(x=c[idx, 0], y=c[idx, 1], mode="markers", name=name, text=text, hoverinfo="text" if text else "x+y",
+                  marker={"size": 4 if three else 6, "opacity": 0.8})
+        traces.append(go.Scatter3d(z=c[idx, 2], **kw) if three else go.Scattergl(**kw) if len(c) > 20000
+                      else go.Scatter(**kw))
+    fig = go.Figure(traces)
+    fig.update_layout(title=title or _title(p), template="plotly_white", height=600,
+                      legend={"itemsizing": "constant"})
+    return fig
+
+
+def to_html(p: Projection, path: str | Path, title: str | None = None) -> Path:
+    """Write a self-contained interactive HTML file (plotly's JavaScript is inside: opens offline)."""
+    fig = to_figure(p, title)
+    path = Path(path)
+    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+    return path

@@ -1,0 +1,118 @@
+"""Projections, pictures and the HTML report, rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+import latentspace as ls
+from latentspace.analysis.projection import as_projection, project, project_collection, to_html, to_png
+from latentspace.analysis.report import report_html
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d = load_digits()
+    return d.data, d.target
+
+
+def test_projection_is_seeded_and_separates_digits(digits):
+    x, y = digits
+    a = project(x, "pca", seed=3)
+    b = project(x, "pca", seed=3)
+    np.testing.assert_array_equal(a, b)
+    t1 = project(x[:400], "tsne", seed=1, perplexity=20)
+    t2 = project(x[:400], "tsne", seed=1, perplexity=20)
+    np.testing.assert_allclose(t1, t2)
+    # neighbours in the t-SNE picture mostly share a label: the picture shows real structure
+    from latentspace.analysis import knn
+
+    idx, _ = knn(t1, 5)
+    assert (y[:400][idx] == y[:400][:, None]).mean() > 0.8
+    two = np.random.default_rng(0).normal(size=(50, 2))
+    np.testing.assert_array_equal(project(two, "umap"), two)  # identity for 2-D input
+    assert project(x[:300], "pca", dim=3).shape == (300, 3)
+
+
+def test_umap_runs_seeded(digits):
+    x, _ = digits
+    a = project(x[:300], "umap", seed=0)
+    b = project(x[:300], "umap", seed=0)
+    np.testing.assert_allclose(a, b)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"method": "tsne", "perplexity": 500}, "perplexity"),
+    ({"method": "umap", "n_neighbors": 500}, "n_neighbors"),
+    ({"method": "mds"}, "method"),
+    ({"dim": 4}, "dim"),
+])
+def test_projection_bad_input(digits, kwargs, match):
+    with pytest.raises(ls.InvalidInputError, match=match):
+        project(digits[0][:100], **kwargs)
+
+
+def test_png_and_offline_html(tmp_path, digits):
+    x, y = digits
+    p = as_projection(x, "pca", labels=list(y), hover=[f"digit {v}" for v in y], max_points=1000)
+    assert p.sampled and "1,000 of 1,797" in p.notes[0]
+    png = to_png(p, tmp_path / "p.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    page = to_html(p, tmp_path / "p.html").read_text()
+    assert "<script" in page and not re.search(r'<script[^>]+src="http', page)  # plotly.js bundled, no CDN
+
+
+def render(page: Path, budget_ms: int = 8000) -> tuple[str, list[str]]:
+    """The page's DOM after its scripts ran, and every console message, from headless Chromium."""
+    profile = tempfile.mkdtemp()
+    try:
+        proc = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+             f"--virtual-time-budget={budget_ms}", "--dump-dom", page.resolve().as_uri()],
+            capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    return proc.stdout, console
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is installed by .ci/run")
+def test_console_detector_catches_errors(tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text("<html><body><script>throw new Error('kaput')</script></body></html>")
+    _, console = render(bad, 2000)
+    assert any("kaput" in line for line in console)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is installed by .ci/run")
+def test_report_renders_in_chromium_with_no_console_errors(tmp_path, digits):
+    x, y = digits
+    st = ls.open_store(tmp_path / "s")
+    spec = ls.SpaceSpec(model="sklearn/digits", dim=64, normalize=False, metric="l2", modality="vector")
+    col = st.create_collection("digits", space=spec)
+    col.add([f"d{i}" for i in range(len(x))], vectors=x.astype(np.float32),
+            documents=[f"a handwritten {v}" for v in y], metadatas=[{"label": int(v)} for v in y])
+    rot = st.create_collection("rotated", space=spec.replace(model="sklearn/digits-rotated"))
+    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(64, 64)))
+    rot.add([f"d{i}" for i in range(len(x))], vectors=(x @ q).astype(np.float32))
+    out = report_html(col, tmp_path / "report.html", other=rot, color_by="label", max_points=1000)
+    page = out.read_text()
+    assert "Diagnostics" in page and "hubness" in page and "Compared with collection rotated" in page
+    assert "a random sample of 1,000 of 1,797" in page
+    dom, console = render(out)
+    assert console == []
+    assert dom.count('class="main-svg"') >= 1  # plotly drew the projection
+    assert len(re.findall(r'class="point"', dom)) >= 900  # with its points
+    st.close()
