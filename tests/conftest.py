@@ -26,10 +26,13 @@ def build_tiny_bert(folder: Path, seed: int = 0, layers: int = 2) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     chars = list("abcdefghijklmnopqrstuvwxyz0123456789")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *chars, *("##" + c for c in chars)]
-    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    vocab = list(dict.fromkeys(vocab))
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    assert "[UNK]" not in tok.tokenize("the cat sat 42"), "the tiny tokenizer must know its words"
+    tok.save_pretrained(folder)
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=len(dict.fromkeys(vocab)), hidden_size=32, num_hidden_layers=layers,
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=layers,
                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
     BertModel(cfg).save_pretrained(folder, safe_serialization=True)
     return folder

@@ -53,6 +53,7 @@ def test_conformance(encoder):
         if spec.normalize:
             np.testing.assert_allclose(np.linalg.norm(arr, axis=1), 1.0, atol=1e-5)
     assert encoder.encode_documents([]).shape == (0, spec.dim)
+    assert len(np.unique(docs.round(5), axis=0)) == len(TEXTS)  # different texts, different vectors
     again = encoder.encode_documents(TEXTS)
     np.testing.assert_allclose(again, docs, atol=1e-5)
     alone = encoder.encode_documents([TEXTS[1]])[0]

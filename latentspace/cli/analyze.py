@@ -141,3 +141,35 @@ def project_cmd(
                    "notes": proj.notes})
     else:
         console.print(f"Wrote {path} ({proj.coords.shape[0]:,} points{'; ' + proj.notes[0] if proj.notes else ''}).")
+
+
+@analyze_app.command("layers")
+def layers_cmd(
+    output: Path = typer.Option(Path("layers.html"), "-o", "--output", help="A .png or .html heat map."),
+    model: Optional[str] = typer.Option(None, help="Transformers model (local folder or hub id); default MiniLM."),
+    texts: int = typer.Option(300, help="How many standard-library docstrings to run through the model."),
+    pooling: str = typer.Option("mean", help="mean or cls."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """A transformer's geometry layer by layer: diagnostics per layer and CKA between layers."""
+    from ..data import docstring_items
+    from ..embed.layers import heatmap_html, heatmap_png, layer_geometry
+    from .app import console, emit_json
+
+    if output.suffix not in (".png", ".html"):
+        raise InvalidInputError(f"--output must end in .png or .html; got {output.name!r}.")
+    corpus = [it.text for it in docstring_items(limit=texts)]
+    geom = layer_geometry(corpus, model, pooling=pooling)
+    (heatmap_png if output.suffix == ".png" else heatmap_html)(geom, output)
+    if as_json:
+        emit_json({**geom.to_dict(), "output": str(output)})
+        return
+    table = Table(title=f"{geom.model}: {geom.n_texts} texts, layer 0 = embeddings", title_justify="left")
+    for col in ("layer", "isotropy", "top-1 variance", "hubness", "TwoNN dim", "MLE dim", "CKA with last"):
+        table.add_column(col, justify="right")
+    for row in geom.per_layer:
+        i = row["layer"]
+        table.add_row(str(i), f"{row['isotropy']:.3f}", f"{row['top1_variance_share']:.1%}", f"{row['hubness']:.2f}",
+                      f"{row['twonn_dimension']:.1f}", f"{row['mle_dimension']:.1f}", f"{geom.cka[i, -1]:.3f}")
+    console.print(table)
+    console.print(f"Wrote {output}.")
