@@ -156,3 +156,28 @@ def test_analysis_imports_no_torch():
 
     code = "import sys, latentspace.analysis; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_alignment_between_real_text_spaces(default_enc):
+    """Real MiniLM vectors of standard-library docstrings: a rotated, noised copy is another
+    space that nearest neighbours cannot cross (P@1 ~ 0) until Procrustes aligns it; MiniLM's
+    CLS token and its mean pooling are two spaces sharing one basis, which least squares maps
+    onto each other almost perfectly."""
+    from latentspace.data import docstring_items
+    from latentspace.embed.sentence_transformers import default_model_path
+
+    texts = [it.text for it in docstring_items(limit=900)]
+    mean = default_enc.encode_documents(texts)
+    cls_enc = ls.TransformersEncoder(str(default_model_path()), pooling="cls")
+    cls = cls_enc.encode_documents(texts)
+    assert default_enc.spec.fingerprint != cls_enc.spec.fingerprint
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(texts))
+    tr, te = order[:600], order[600:]
+    q, _ = np.linalg.qr(rng.normal(size=(384, 384)))
+    rot = mean @ q + 0.02 * rng.normal(size=mean.shape)
+    assert retrieval_precision(mean[te], rot[te])["p_at_1_nn"] < 0.02
+    after = Aligner().fit(mean[tr], rot[tr]).evaluate(mean[te], rot[te])
+    assert after["p_at_1_nn"] > 0.95 and after["p_at_1_csls"] > 0.95
+    lsq = Aligner("lstsq").fit(cls[tr], mean[tr]).evaluate(cls[te], mean[te])
+    assert lsq["p_at_1_nn"] > 0.95
