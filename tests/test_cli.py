@@ -161,3 +161,30 @@ def test_analyze_commands(tmp_path):
     np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     refused = run("analyze", "diagnose", pickled, check=False)
     assert refused.returncode == ls.InvalidInputError.exit_code and "Traceback" not in refused.stderr
+
+
+def test_analyze_compare_and_align(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 16)).astype(np.float32)
+    q, _ = np.linalg.qr(rng.normal(size=(16, 16)))
+    y = (x @ q).astype(np.float32)
+    store = tmp_path / "s"
+    with ls.open_store(store) as st:
+        a = st.create_collection("a", space=ls.SpaceSpec(model="model-a", dim=16, normalize=False, modality="vector"))
+        b = st.create_collection("b", space=ls.SpaceSpec(model="model-b", dim=16, normalize=False, modality="vector"))
+        a.add([f"i{i}" for i in range(400)], vectors=x)
+        b.add([f"i{i}" for i in range(400)], vectors=y)
+    cmp = json.loads(run("analyze", "compare", store, "a", "b", "--json").stdout)
+    assert cmp["linear_cka"] > 0.999 and cmp["points"] == 400
+    out = json.loads(run("analyze", "align", store, "a", "b", "-o", tmp_path / "al", "--json").stdout)
+    assert out["p_at_1_nn_before"] < 0.1 and out["p_at_1_nn_after"] > 0.95
+    from latentspace.analysis import Aligner
+
+    al = Aligner.load(tmp_path / "al")
+    assert al.target_space.model == "model-b"
+    moved = al.to_target(x[:5])
+    with ls.open_store(store) as st:
+        st.get_collection("b").add(["new"], vectors=moved.vectors[:1] * np.linalg.norm(y[0]), space=moved.space)
+    assert "P@1" in run("analyze", "align", store, "a", "b").stdout

@@ -11,11 +11,12 @@ which returns them with the target's SpaceSpec: that is how they may enter a col
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from ..core.errors import InvalidInputError, NotFittedError
+from ..core.errors import InvalidInputError, NotFittedError, NotFoundError
 from ..core.space import SpaceSpec
 from ..core.validation import check_choice
 from ._checks import paired, points
@@ -97,6 +98,54 @@ class Aligner:
                 "Aligner.to_target needs the target's SpaceSpec: build the aligner with target_space=collection.spec."
             )
         return AlignedVectors(self.transform(x), self.target_space)
+
+    def save(self, folder: str | Path) -> Path:
+        """Save as ``config.json`` + ``aligner.safetensors`` (never pickle)."""
+        from safetensors.numpy import save_file
+
+        from ..core.io import write_json
+
+        self._check_fitted()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({"W": np.ascontiguousarray(self.W_), "mean_x": self.mean_x_, "mean_y": self.mean_y_},
+                  str(folder / "aligner.safetensors"))
+        write_json(folder / "config.json", {
+            "kind": "latentspace.Aligner", "format": 1, "method": self.method, "center": self.center,
+            "normalize": self.normalize, "n_features_in": self.n_features_in_, "n_features_out": self.n_features_out_,
+            "target_space": self.target_space.to_dict() if self.target_space is not None else None,
+        })
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Aligner:
+        """Load a saved aligner, checking its config against its tensors."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        from ..core.io import read_json
+
+        folder = Path(folder)
+        if not (folder / "config.json").is_file() or not (folder / "aligner.safetensors").is_file():
+            raise NotFoundError(f"{folder} is not a saved Aligner (config.json and aligner.safetensors expected).")
+        cfg = read_json(folder / "config.json")
+        if not isinstance(cfg, dict) or cfg.get("kind") != "latentspace.Aligner" or cfg.get("format") != 1:
+            raise InvalidInputError(f"{folder / 'config.json'} is not an Aligner config of a known format.")
+        try:
+            tensors = load_file(str(folder / "aligner.safetensors"))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise InvalidInputError(f"{folder / 'aligner.safetensors'} is unreadable: {exc}") from None
+        w = tensors.get("W")
+        if w is None or w.shape != (cfg["n_features_in"], cfg["n_features_out"]):
+            raise InvalidInputError(
+                f"{folder}: W has shape {None if w is None else w.shape}, the config says "
+                f"({cfg['n_features_in']}, {cfg['n_features_out']})."
+            )
+        target = SpaceSpec.from_dict(cfg["target_space"]) if cfg.get("target_space") else None
+        al = cls(cfg["method"], center=cfg["center"], normalize=cfg["normalize"], target_space=target)
+        al.W_, al.mean_x_, al.mean_y_ = w, tensors["mean_x"], tensors["mean_y"]
+        al.n_features_in_, al.n_features_out_ = cfg["n_features_in"], cfg["n_features_out"]
+        return al
 
     def evaluate(self, x: Any, y: Any, k_csls: int = 10) -> dict[str, float]:
         """Held-out precision@1 of finding each item's own target vector: NN and CSLS."""

@@ -173,3 +173,92 @@ def layers_cmd(
                       f"{row['twonn_dimension']:.1f}", f"{row['mle_dimension']:.1f}", f"{geom.cka[i, -1]:.3f}")
     console.print(table)
     console.print(f"Wrote {output}.")
+
+
+def _paired_vectors(source: Path, first: str, second: str, max_points: int, seed: int):
+    """The vectors of the items two collections share (by id), or two .npy arrays row by row."""
+    if first.endswith(".npy") and second.endswith(".npy"):
+        a, _ = load_space(Path(first), None)
+        b, _ = load_space(Path(second), None)
+        return np.asarray(a), np.asarray(b), None, None
+    from ..storage.store import open_store
+
+    with open_store(source, create=False) as store:
+        ca, cb = store.get_collection(first), store.get_collection(second)
+        ids_b = {r.id for r in cb.get()}
+        shared = [r.id for r in ca.get() if r.id in ids_b]
+        if len(shared) < 3:
+            raise InvalidInputError(f"Collections {first!r} and {second!r} share {len(shared)} ids; pairing needs 3+.")
+        if len(shared) > max_points:
+            pick = np.sort(np.random.default_rng(seed).choice(len(shared), max_points, replace=False))
+            shared = [shared[i] for i in pick]
+        a = np.stack([r.vector for r in ca.get(ids=shared, include_vectors=True)])
+        b = np.stack([r.vector for r in cb.get(ids=shared, include_vectors=True)])
+        return a, b, ca.spec, cb.spec
+
+
+@analyze_app.command("compare")
+def compare_cmd(
+    source: Path = typer.Argument(..., help="Store directory (or '.' with two .npy files)."),
+    first: str = typer.Argument(..., help="First collection (or .npy file)."),
+    second: str = typer.Argument(..., help="Second collection (or .npy file) holding the same items."),
+    k: int = typer.Option(10, help="Neighbours for the kNN overlap."),
+    max_points: int = typer.Option(20000, help="Sample this many shared items (seeded) when there are more."),
+    seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """CKA (linear, debiased, RBF), kNN overlap and similarity rank correlation of two spaces."""
+    from ..analysis.compare import compare
+    from .app import console, emit_json
+
+    a, b, _, _ = _paired_vectors(source, first, second, max_points, seed)
+    out = compare(a, b, k=k, seed=seed)
+    if as_json:
+        emit_json(out)
+        return
+    table = Table(title=f"{first} vs {second}: {out['points']:,} shared items", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in out.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+@analyze_app.command("align")
+def align_cmd(
+    source: Path = typer.Argument(..., help="Store directory (or '.' with two .npy files)."),
+    first: str = typer.Argument(..., help="Source collection (or .npy)."),
+    second: str = typer.Argument(..., help="Target collection (or .npy) holding the same items."),
+    method: str = typer.Option("procrustes", help="procrustes or lstsq."),
+    holdout: float = typer.Option(0.25, help="Share of pairs held out to measure P@1."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Folder to save the fitted aligner in."),
+    seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Fit an aligner on paired items, report held-out P@1 (NN and CSLS) before and after, save it."""
+    from ..analysis.align import Aligner, retrieval_precision
+    from .app import console, emit_json
+
+    if not 0.0 < holdout < 1.0:
+        raise InvalidInputError(f"--holdout must be between 0 and 1; got {holdout}.")
+    a, b, _, target = _paired_vectors(source, first, second, 10**9, seed)
+    order = np.random.default_rng(seed).permutation(len(a))
+    cut = int(len(a) * (1 - holdout))
+    tr, te = order[:cut], order[cut:]
+    if len(te) < 2 or len(tr) < 2:
+        raise InvalidInputError(f"{len(a)} pairs are too few to hold out {holdout:.0%} and still fit.")
+    before = retrieval_precision(a[te], b[te]) if a.shape[1] == b.shape[1] else None
+    al = Aligner(method, target_space=target).fit(a[tr], b[tr])
+    after = al.evaluate(a[te], b[te])
+    out = {"anchors": int(len(tr)), "held_out": int(len(te)), "method": method,
+           "p_at_1_nn_before": None if before is None else before["p_at_1_nn"],
+           "p_at_1_nn_after": after["p_at_1_nn"], "p_at_1_csls_after": after["p_at_1_csls"]}
+    if output is not None:
+        out["saved"] = str(al.save(output))
+    if as_json:
+        emit_json(out)
+        return
+    shown_before = "n/a" if before is None else f"{before['p_at_1_nn']:.3f}"
+    saved = f" Saved to {output}." if output else ""
+    console.print(f"{method}: {out['anchors']:,} anchor pairs, {out['held_out']:,} held out. P@1 nearest neighbour "
+                  f"{shown_before} -> {after['p_at_1_nn']:.3f}, CSLS {after['p_at_1_csls']:.3f}.{saved}")

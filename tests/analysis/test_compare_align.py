@@ -181,3 +181,20 @@ def test_alignment_between_real_text_spaces(default_enc):
     assert after["p_at_1_nn"] > 0.95 and after["p_at_1_csls"] > 0.95
     lsq = Aligner("lstsq").fit(cls[tr], mean[tr]).evaluate(cls[te], mean[te])
     assert lsq["p_at_1_nn"] > 0.95
+
+
+def test_aligner_save_load_roundtrip_and_damage(tmp_path):
+    x, y = rotated_noised(n=300, d=8)
+    spec = ls.SpaceSpec(model="t", dim=8)
+    al = Aligner(target_space=spec).fit(x, y)
+    al.save(tmp_path / "al")
+    back = Aligner.load(tmp_path / "al")
+    np.testing.assert_allclose(back.transform(x[:10]), al.transform(x[:10]))
+    assert back.target_space == spec
+    assert not list((tmp_path / "al").glob("*.pkl"))
+    raw = (tmp_path / "al" / "aligner.safetensors").read_bytes()
+    (tmp_path / "al" / "aligner.safetensors").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ls.InvalidInputError):
+        Aligner.load(tmp_path / "al")
+    with pytest.raises(ls.NotFoundError):
+        Aligner.load(tmp_path / "nothing")
