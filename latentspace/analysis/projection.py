@@ -120,27 +120,32 @@ def _title(p: Projection) -> str:
 
 
 def to_png(p: Projection, path: str | Path, title: str | None = None) -> Path:
-    """Write the projection as a PNG scatter plot (2-D; a 3-D projection shows its first two axes)."""
+    """Write the projection as a PNG scatter plot (a 3-D projection as a 3-D scatter)."""
     _require("matplotlib")
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 6), dpi=110)
     c = p.coords
+    three = c.shape[1] == 3
+    fig = plt.figure(figsize=(7, 6), dpi=110)
+    ax = fig.add_subplot(projection="3d" if three else None)
+    cols = [c[:, 0], c[:, 1]] + ([c[:, 2]] if three else [])
     if p.labels is not None:
         keys = sorted({str(v) for v in p.labels})
         cmap = plt.get_cmap("tab10" if len(keys) <= 10 else "tab20")
         for i, key in enumerate(keys[:20]):
             m = np.array([str(v) == key for v in p.labels])
-            ax.scatter(c[m, 0], c[m, 1], s=6, color=cmap(i % cmap.N), label=key, alpha=0.8)
+            ax.scatter(*[a[m] for a in cols], s=6, color=cmap(i % cmap.N), label=key, alpha=0.8)
         ax.legend(markerscale=3, fontsize=8, loc="best")
     else:
-        ax.scatter(c[:, 0], c[:, 1], s=6, alpha=0.7)
+        ax.scatter(*cols, s=6, alpha=0.7)
     ax.set_title(title or _title(p), fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
+    if three:
+        ax.set_zticks([])
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)

@@ -67,6 +67,9 @@ def test_png_and_offline_html(tmp_path, digits):
     assert p.sampled and "1,000 of 1,797" in p.notes[0]
     png = to_png(p, tmp_path / "p.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    p3 = as_projection(x[:300], "pca", dim=3, labels=list(y[:300]))
+    assert to_png(p3, tmp_path / "p3.png").stat().st_size > 10_000
+    assert "scatter3d" in to_html(p3, tmp_path / "p3.html").read_text()
     page = to_html(p, tmp_path / "p.html").read_text()
     assert "<script" in page and not re.search(r'<script[^>]+src="http', page)  # plotly.js bundled, no CDN
 
