@@ -23,6 +23,7 @@ from .core.errors import (
     SpaceMismatchError,
     StoreFormatError,
     StoreLockedError,
+    TrainingDivergedError,
 )
 from .core.space import SpaceSpec
 from .embed import Encoder, default_encoder, encoder_from_config
@@ -81,5 +82,6 @@ __all__ = [
     "EncodingError",
     "NotFittedError",
     "BackendUnavailableError",
+    "TrainingDivergedError",
     "AuthError",
 ]

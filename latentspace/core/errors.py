@@ -15,6 +15,7 @@ and carries the HTTP status the server answers with::
     ├── EncodingError (502)                         an encoder returned unusable output
     ├── NotFittedError (409)                        estimator used before ``fit``
     ├── BackendUnavailableError (501)               optional extra not installed
+    ├── TrainingDivergedError (500)                 a loss became NaN/inf (last good weights kept)
     └── AuthError (401)                             missing or wrong API key
 
 Messages say what was wrong, what was expected, and what to do.
@@ -98,6 +99,11 @@ class BackendUnavailableError(LatentSpaceError):
     exit_code = 11
 
 
+class TrainingDivergedError(LatentSpaceError):
+    http_status = 500
+    exit_code = 13
+
+
 class AuthError(LatentSpaceError):
     http_status = 401
     exit_code = 12
@@ -116,5 +122,6 @@ __all__ = [
     "EncodingError",
     "NotFittedError",
     "BackendUnavailableError",
+    "TrainingDivergedError",
     "AuthError",
 ]

@@ -1,0 +1,12 @@
+"""The latent half: autoencoders and VAEs to train, load, navigate and search.
+
+Imports torch: ``import latentspace.latent`` only when you need it.
+"""
+
+from .config import LatentConfig
+from .io import load_model, save_model
+from .models import LatentModel, Posterior
+from .train import TrainingDivergedError, TrainReport, evaluate, train
+
+__all__ = ["LatentConfig", "LatentModel", "Posterior", "load_model", "save_model", "train", "evaluate",
+           "TrainReport", "TrainingDivergedError"]

@@ -1,0 +1,73 @@
+"""A latent model is a folder: ``config.json`` + ``model.safetensors``. Nothing else is read."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..core.errors import InvalidInputError, ModelLoadError, NotFoundError
+from ..core.io import read_json, write_json
+from ..embed._loading import PICKLE_SUFFIXES
+from .config import LatentConfig
+from .models import LatentModel
+
+FORMAT = 1
+
+
+def save_model(model: LatentModel, folder: str | os.PathLike) -> Path:
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = folder / "model.safetensors.tmp"
+    save_file(state, str(tmp))
+    os.replace(tmp, folder / "model.safetensors")
+    write_json(folder / "config.json", {"format": FORMAT, "kind": "latentspace.LatentModel",
+                                        "config": model.config.to_dict()})
+    return folder
+
+
+def load_model(folder: str | os.PathLike) -> LatentModel:
+    """Load a saved model; refuse pickles, unknown options and weights that do not fit the config."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotFoundError(f"No model folder at {folder}.")
+    pickles = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
+    if pickles:
+        raise ModelLoadError(
+            f"{folder} contains pickle files ({', '.join(pickles)}); latentspace never unpickles. A latent model is "
+            "config.json + model.safetensors."
+        )
+    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise ModelLoadError(f"{folder} needs config.json and model.safetensors.")
+    meta = read_json(folder / "config.json")
+    if not isinstance(meta, dict) or meta.get("kind") != "latentspace.LatentModel":
+        raise ModelLoadError(f"{folder / 'config.json'} is not a latentspace latent model config.")
+    if meta.get("format") != FORMAT:
+        raise ModelLoadError(f"{folder} has model format {meta.get('format')!r}; this latentspace reads {FORMAT}.")
+    try:
+        config = LatentConfig.from_dict(meta.get("config"))
+    except InvalidInputError as exc:
+        raise ModelLoadError(f"{folder / 'config.json'}: {exc}") from None
+    try:
+        state = load_file(str(folder / "model.safetensors"))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{folder / 'model.safetensors'} is truncated or corrupt: {exc}") from None
+    model = LatentModel(config)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != got:
+        missing = sorted(set(expected) - set(got))[:3]
+        extra = sorted(set(got) - set(expected))[:3]
+        wrong = [k for k in expected if k in got and expected[k] != got[k]][:3]
+        raise ModelLoadError(
+            f"{folder}: the weights do not fit the config (missing {missing}, unexpected {extra}, "
+            f"wrong shape {[(k, got[k], expected[k]) for k in wrong]})."
+        )
+    model.load_state_dict(state)
+    model.eval()
+    return model
