@@ -188,3 +188,30 @@ def test_analyze_compare_and_align(tmp_path):
     with ls.open_store(store) as st:
         st.get_collection("b").add(["new"], vectors=moved.vectors[:1] * np.linalg.norm(y[0]), space=moved.space)
     assert "P@1" in run("analyze", "align", store, "a", "b").stdout
+
+
+def test_latent_commands(tmp_path):
+    model = tmp_path / "vae"
+    out = json.loads(run("latent", "train", model, "--epochs", "5", "--latent-dim", "4", "--hidden", "64",
+                         "--json").stdout)
+    assert out["epochs"] == 5 and (model / "model.safetensors").exists()
+    enc = json.loads(run("latent", "encode", model, "-o", tmp_path / "z.npy", "--json").stdout)
+    assert enc["shape"] == [1797, 4]
+    for args in (("sample", model, "-o", tmp_path / "s.png", "--sampler", "gmm", "-n", "9"),
+                 ("interpolate", model, "-o", tmp_path / "i.png", "--a", "0", "--b", "1"),
+                 ("traverse", model, "-o", tmp_path / "t.png", "--toward", "0"),
+                 ("traverse", model, "-o", tmp_path / "d.png")):
+        run("latent", *args)
+        assert Path(args[args.index("-o") + 1]).read_bytes()[:4] == b"\x89PNG"
+    top = json.loads(run("latent", "anomalies", model, "--top", "3", "--json").stdout)
+    assert len(top["top"]) == 3 and top["top"][0]["score"] >= top["top"][1]["score"]
+    bad = run("latent", "train", tmp_path / "x", "--kind", "gan", "--epochs", "1", check=False)
+    assert bad.returncode == ls.InvalidInputError.exit_code and "kind" in bad.stderr
+    (model / "weights.pkl").write_bytes(b"x")
+    refused = run("latent", "encode", model, check=False)
+    assert refused.returncode == ls.ModelLoadError.exit_code and "pickle" in refused.stderr
+
+
+def test_usage_errors_are_click_messages_not_crashes():
+    proc = run("search", "--no-such-flag", check=False)
+    assert proc.returncode == 2 and "No such option" in proc.stderr and "unexpected" not in proc.stderr

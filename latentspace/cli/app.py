@@ -291,6 +291,10 @@ from .analyze import analyze_app  # noqa: E402  (registered after the shared hel
 
 app.add_typer(analyze_app, name="analyze")
 
+from .latent import latent_app  # noqa: E402
+
+app.add_typer(latent_app, name="latent")
+
 
 def main(argv: list[str] | None = None) -> None:
     import os
@@ -312,13 +316,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         raise SystemExit(130) from None
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
+    except Exception as exc:  # usage errors from click (or the click that typer vendors) and the like
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()  # a usage error: click's own message and exit code 2
             raise SystemExit(exc.exit_code) from None
-        if isinstance(exc, click.exceptions.Exit):
+        if type(exc).__name__ == "Exit" and isinstance(getattr(exc, "exit_code", None), int):
             raise SystemExit(exc.exit_code) from None
         if STATE["debug"]:
             raise

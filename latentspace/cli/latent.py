@@ -1,0 +1,231 @@
+"""``latentspace latent``: train, encode, sample, interpolate, traverse, score anomalies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+from ..core.errors import InvalidInputError
+
+latent_app = typer.Typer(help="Autoencoders and VAEs: train, encode, sample, interpolate, traverse, anomalies.",
+                         no_args_is_help=True)
+
+
+def load_data(source: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """``digits`` (scikit-learn's bundled 8x8 digits, scaled to [0, 1]) or a .npy array."""
+    if source == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        return (d.images / 16.0).astype(np.float32)[:, None], d.target
+    path = Path(source)
+    if path.suffix != ".npy":
+        raise InvalidInputError(f"Data must be 'digits' or a .npy file; got {source!r}.")
+    if not path.exists():
+        from ..core.errors import NotFoundError
+
+        raise NotFoundError(f"No such file: {path}")
+    try:
+        return np.load(path, allow_pickle=False).astype(np.float32), None
+    except ValueError as exc:
+        raise InvalidInputError(f"{path} is not a plain numeric .npy array ({exc}).") from None
+
+
+@latent_app.command("train")
+def train_cmd(
+    output: Path = typer.Argument(..., help="Folder to save the model in (config.json + model.safetensors)."),
+    data: str = typer.Option("digits", help="'digits' or a .npy file (n, ...) matching --input-shape."),
+    kind: str = typer.Option("vae", help="ae, vae or beta_vae."),
+    arch: str = typer.Option("mlp", help="mlp or conv."),
+    latent_dim: int = typer.Option(8),
+    hidden: str = typer.Option("256,128", help="Hidden sizes, comma-separated."),
+    beta: float = typer.Option(1.0, help="KL weight (beta_vae)."),
+    likelihood: str = typer.Option("bernoulli", help="bernoulli (data in [0, 1]) or gaussian."),
+    epochs: int = typer.Option(100),
+    patience: int = typer.Option(10, help="Early stopping on the validation loss."),
+    lr: float = typer.Option(2e-3),
+    seed: int = typer.Option(0),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Train a model with a progress bar, early stopping and a NaN guard, and save it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..latent import LatentConfig, LatentModel, evaluate, save_model, train
+    from .app import console, emit_json, err_console
+
+    x, _ = load_data(data)
+    shape = tuple(x.shape[1:])
+    cfg = LatentConfig(input_shape=shape, latent_dim=latent_dim, kind=kind, arch=arch,
+                       hidden=tuple(int(h) for h in hidden.split(",") if h.strip()), beta=beta,
+                       likelihood=likelihood, name=output.name)
+    model = LatentModel(cfg)
+    with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
+                  TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), console=err_console,
+                  disable=as_json) as progress:
+        task = progress.add_task("train", total=epochs, loss="")
+
+        def on_epoch(epoch: int, row: dict) -> None:
+            progress.update(task, completed=epoch, loss=f"rec {row['reconstruction']:.2f}  kl {row['kl']:.2f}  "
+                                                          f"val {row['val_loss']:.2f}")
+
+        report = train(model, x, epochs=epochs, patience=patience, lr=lr, seed=seed, device=device,
+                       progress=on_epoch)
+    save_model(model.cpu(), output)
+    ev = evaluate(model, x)
+    out = {"model": str(output), "epochs": report.epochs, "best_epoch": report.best_epoch,
+           "best_val_loss": report.best_val_loss, "seconds": round(report.seconds, 2), "device": report.device,
+           "stopped_early": report.stopped_early, **{f"train_{k}": v for k, v in ev.items()},
+           "fingerprint": model.spec.fingerprint}
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(f"Saved {output}: {report.epochs} epochs ({report.seconds:.1f} s on {report.device}), best "
+                      f"validation loss {report.best_val_loss:.2f} nats at epoch {report.best_epoch}.")
+
+
+@latent_app.command("encode")
+def encode_cmd(
+    model_dir: Path = typer.Argument(..., help="A saved model folder."),
+    data: str = typer.Option("digits", help="'digits' or a .npy file."),
+    output: Path = typer.Option(Path("latents.npy"), "-o", "--output", help="Where to write the latents (.npy)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Encode data to posterior means (float32 .npy): vectors of the model's latent space."""
+    from ..latent import load_model
+    from .app import console, emit_json
+
+    model = load_model(model_dir)
+    x, _ = load_data(data)
+    z = model.latents(x)
+    np.save(output, z, allow_pickle=False)
+    out = {"output": str(output), "shape": list(z.shape), "space": model.spec.to_dict(),
+           "fingerprint": model.spec.fingerprint}
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(f"Wrote {output} {z.shape}: space {model.spec.describe()} [{model.spec.fingerprint}].")
+
+
+@latent_app.command("sample")
+def sample_cmd(
+    model_dir: Path = typer.Argument(...),
+    n: int = typer.Option(32, "-n", "--n", help="How many samples."),
+    sampler: str = typer.Option("prior", help="prior, or gmm (fitted on the latents of --data)."),
+    data: str = typer.Option("digits", help="Data for the gmm sampler."),
+    output: Path = typer.Option(Path("samples.png"), "-o", "--output"),
+    seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Decode samples from the prior or from a GMM of the aggregate posterior, as a PNG grid."""
+    from ..latent import load_model
+    from ..latent.navigate import GaussianMixtureSampler, image_grid
+    from .app import console, emit_json
+
+    if sampler not in ("prior", "gmm"):
+        raise InvalidInputError(f"--sampler must be prior or gmm; got {sampler!r}.")
+    model = load_model(model_dir)
+    s = GaussianMixtureSampler(10, seed=seed).fit(model.latents(load_data(data)[0])) if sampler == "gmm" else None
+    images = model.sample(n, seed=seed, sampler=s).numpy()
+    image_grid(images, output, rows=max(1, int(np.sqrt(n))))
+    if as_json:
+        emit_json({"output": str(output), "n": n, "sampler": sampler})
+    else:
+        console.print(f"Wrote {output}: {n} samples from the {sampler}.")
+
+
+@latent_app.command("interpolate")
+def interpolate_cmd(
+    model_dir: Path = typer.Argument(...),
+    a: int = typer.Option(0, help="Index of the first item in --data."),
+    b: int = typer.Option(1, help="Index of the second item."),
+    data: str = typer.Option("digits"),
+    steps: int = typer.Option(10),
+    method: str = typer.Option("slerp", help="lerp or slerp."),
+    output: Path = typer.Option(Path("interpolation.png"), "-o", "--output"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Decoded path between two items, as a PNG strip."""
+    from ..latent import load_model
+    from ..latent.navigate import image_grid, interpolate
+    from .app import console, emit_json
+
+    model = load_model(model_dir)
+    x, _ = load_data(data)
+    for name, i in (("a", a), ("b", b)):
+        if not 0 <= i < len(x):
+            raise InvalidInputError(f"--{name} {i} is outside the data (0..{len(x) - 1}).")
+    image_grid(interpolate(model, x[a], x[b], steps, method), output, rows=1)
+    if as_json:
+        emit_json({"output": str(output), "steps": steps, "method": method})
+    else:
+        console.print(f"Wrote {output}: {method} from item {a} to item {b} in {steps} steps.")
+
+
+@latent_app.command("traverse")
+def traverse_cmd(
+    model_dir: Path = typer.Argument(...),
+    data: str = typer.Option("digits"),
+    item: int = typer.Option(0, help="Index of the item to start from."),
+    toward: Optional[int] = typer.Option(None, help="A label: traverse along its attribute direction (digits)."),
+    span: float = typer.Option(3.0),
+    steps: int = typer.Option(9),
+    output: Path = typer.Option(Path("traversal.png"), "-o", "--output"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Traverse along an attribute direction (--toward LABEL) or along every latent dimension."""
+    from ..latent import load_model
+    from ..latent.navigate import attribute_direction, image_grid, traverse, traverse_dimensions
+    from .app import console, emit_json
+
+    model = load_model(model_dir)
+    x, labels = load_data(data)
+    if not 0 <= item < len(x):
+        raise InvalidInputError(f"--item {item} is outside the data (0..{len(x) - 1}).")
+    z = model.latents(x)
+    if toward is not None:
+        if labels is None:
+            raise InvalidInputError("--toward needs labelled data (digits).")
+        strip = traverse(model, z[item], attribute_direction(z, labels, toward), span=span, steps=steps)
+        image_grid(strip, output, rows=1)
+    else:
+        image_grid(traverse_dimensions(model, z[item], span=span, steps=steps), output)
+    if as_json:
+        emit_json({"output": str(output)})
+    else:
+        console.print(f"Wrote {output}.")
+
+
+@latent_app.command("anomalies")
+def anomalies_cmd(
+    model_dir: Path = typer.Argument(...),
+    data: str = typer.Option("digits"),
+    kind: str = typer.Option("reconstruction", help="reconstruction or elbo."),
+    top: int = typer.Option(10),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Score every item by reconstruction error (or negative ELBO); list the most anomalous."""
+    from rich.table import Table
+
+    from ..latent import load_model
+    from ..latent.navigate import anomaly_scores
+    from .app import console, emit_json
+
+    model = load_model(model_dir)
+    x, labels = load_data(data)
+    s = anomaly_scores(model, x, kind=kind)
+    order = np.argsort(-s)[:top]
+    rows = [{"index": int(i), "score": float(s[i]), **({"label": int(labels[i])} if labels is not None else {})}
+            for i in order]
+    if as_json:
+        emit_json({"kind": kind, "mean": float(s.mean()), "top": rows})
+        return
+    table = Table(title=f"Most anomalous by {kind} (mean score {s.mean():.2f})", title_justify="left")
+    for col in rows[0] if rows else ("index", "score"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()])
+    console.print(table)
