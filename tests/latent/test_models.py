@@ -157,3 +157,27 @@ def test_latents_live_in_their_own_space(tmp_path, digits):
     with pytest.raises(ls.SpaceMismatchError, match="weights_sha256"):
         col.search(vector=m2.latents(x[:1])[0], space=m2.spec, k=1)
     st.close()
+
+
+def test_latents_to_collection_with_cache_and_provenance(tmp_path, digits):
+    from latentspace.latent import LatentCache, to_collection
+
+    x, y = digits
+    m = LatentModel(LatentConfig(input_shape=(1, 8, 8), latent_dim=4, hidden=(32,), name="digits"))
+    cache = LatentCache(tmp_path / "cache.db")
+    st = ls.open_store(tmp_path / "s")
+    col = to_collection(m, x[:300], st, "z", ids=[f"d{i}" for i in range(300)],
+                        metadatas=[{"label": int(v)} for v in y[:300]], cache=cache)
+    assert (cache.hits, cache.misses) == (0, 300)
+    to_collection(m, x[:400], st, "z", ids=[f"d{i}" for i in range(400)], cache=cache)
+    assert (cache.hits, cache.misses) == (300, 400)  # only the 100 new items were encoded
+    rec = col.get(ids=["d5"], include_vectors=True)[0]
+    assert rec.metadata["weights_sha256"] == m.spec.weights_sha256 and len(rec.metadata["input_sha256"]) == 64
+    np.testing.assert_allclose(rec.vector, m.latents(x[5:6])[0], atol=1e-6)
+    other = LatentModel(LatentConfig(input_shape=(1, 8, 8), latent_dim=4, hidden=(32,), name="digits"))
+    with pytest.raises(ls.SpaceMismatchError):
+        to_collection(other, x[:10], st, "z", cache=cache)
+    with pytest.raises(ls.SpaceMismatchError):
+        col.search(vector=other.latents(x[:1])[0], space=other.spec, k=3)
+    cache.close()
+    st.close()
