@@ -95,7 +95,8 @@ def train(
             tot["kl"] += terms["kl"].sum().item()
         row = {"epoch": epoch, "reconstruction": tot["reconstruction"] / tr.shape[0], "kl": tot["kl"] / tr.shape[0]}
         evaluation = evaluate(model, val if n_val else tr)
-        row["val_loss"] = evaluation["neg_elbo"] if model.config.variational else evaluation["reconstruction"]
+        # early stopping follows the objective being trained (beta-weighted KL for a beta-VAE)
+        row["val_loss"] = evaluation["reconstruction"] + beta * evaluation["kl"]
         history.append(row)
         if progress:
             progress(epoch, row)
