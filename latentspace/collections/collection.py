@@ -221,6 +221,12 @@ class Collection:
             rows = self._storage.rows(ids, where, limit, offset, include_vectors)
         return [Record(r.id, r.document, r.metadata, r.vector, r.content_hash) for r in rows]
 
+    def migrate(self, new_encoder, **options):
+        """Move this collection to ``new_encoder``'s space (see :func:`latentspace.collections.migrate.migrate`)."""
+        from .migrate import migrate
+
+        return migrate(self, new_encoder, **options)
+
     def flush(self) -> None:
         """Bring the on-disk index up to date (it is otherwise written on close)."""
         with self.store._lock:

@@ -111,6 +111,10 @@ class CollectionStorage:
         sql, params = compile_where(where)
         return int(self._q(f"SELECT COUNT(*) FROM records WHERE collection_id = ? AND {sql}", [self.cid, *params])[0][0])
 
+    def count_with_documents(self) -> int:
+        return int(self._q("SELECT COUNT(*) FROM records WHERE collection_id = ? AND document IS NOT NULL "
+                           "AND document != ''", (self.cid,))[0][0])
+
     def sync(self) -> None:
         """Catch up with writes committed by other connections since the last call."""
         gen = self.store._poll()

@@ -43,6 +43,15 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 CREATE INDEX IF NOT EXISTS changes_by_collection ON changes (collection_id, seq);
 """
+HISTORY_SCHEMA = """CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    collection_id INTEGER NOT NULL,
+    previous_id INTEGER,
+    action TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    at REAL NOT NULL
+)"""
 
 
 def fts_table(collection_id: int) -> str:
@@ -107,6 +116,7 @@ def _init(conn: sqlite3.Connection, db: Path, create: bool) -> None:
                 for stmt in SCHEMA.split(";"):
                     if stmt.strip():
                         conn.execute(stmt)
+                conn.execute(HISTORY_SCHEMA)
                 conn.execute("INSERT INTO meta VALUES ('format_version', ?)", (str(FORMAT_VERSION),))
                 conn.execute("INSERT INTO meta VALUES ('created_at', ?)", (repr(time.time()),))
                 conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
@@ -126,6 +136,8 @@ def _init(conn: sqlite3.Connection, db: Path, create: bool) -> None:
             f"{db} was written in store format {version}; this latentspace reads format {FORMAT_VERSION} and older. "
             "Upgrade latentspace (pip install -U latentspace); the store was not changed."
         )
+    if "history" not in tables:  # format-1 stores made before the history table existed: additive
+        conn.execute(HISTORY_SCHEMA)
 
 
 @contextlib.contextmanager

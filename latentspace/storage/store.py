@@ -177,7 +177,8 @@ class Store:
         """Create a collection bound to one space: an encoder's, or a SpaceSpec for your own vectors."""
         from ..collections.collection import Collection
 
-        check_name(name)
+        if not (isinstance(name, str) and name.startswith("~")):  # the store's own: shadows, retired spaces
+            check_name(name)
         if (encoder is None) == (space is None):
             raise InvalidInputError(
                 "create_collection needs exactly one of encoder= (embed documents with it) or space= (a SpaceSpec "
@@ -213,7 +214,8 @@ class Store:
         """Open a collection. An encoder, when given, must produce the collection's space."""
         from ..collections.collection import Collection
 
-        check_name(name)
+        if not (isinstance(name, str) and name.startswith("~")):
+            check_name(name)
         with self._lock:
             row = self._row(name)
             if row is None:
@@ -242,11 +244,12 @@ class Store:
                 return self.get_collection(name, encoder=options.get("encoder"))
 
     def list_names(self) -> list[str]:
-        return [r[0] for r in self._q("SELECT name FROM collections ORDER BY name")]
+        return [r[0] for r in self._q("SELECT name FROM collections WHERE name NOT LIKE '~%' ORDER BY name")]
 
     def list_collections(self) -> list[CollectionInfo]:
         rows = self._q(
-            "SELECT id, name, spec, encoder, index_params, metadata, count, created_at FROM collections ORDER BY name"
+            "SELECT id, name, spec, encoder, index_params, metadata, count, created_at FROM collections "
+            "WHERE name NOT LIKE '~%' ORDER BY name"
         )
         return [self._info(r) for r in rows]
 
@@ -258,7 +261,8 @@ class Store:
         return self._info(row)
 
     def delete_collection(self, name: str) -> None:
-        check_name(name)
+        if not (isinstance(name, str) and name.startswith("~")):
+            check_name(name)
         with self._lock:
             conn = self._connection()
             with write_txn(conn, self.path, self.lock_timeout):
@@ -275,6 +279,52 @@ class Store:
                 storage = CollectionStorage(self, cid, name, SpaceSpec(model="deleted", dim=1), HnswParams())
             storage._index = None
             storage.drop_files()
+
+    # -- spaces over time: the switch of a migration, rollback, history ------------------
+    def _swap(self, name: str, new_internal: str, action: str) -> None:
+        """Atomically give ``name`` to the collection ``new_internal`` and retire the current one."""
+        with self._lock:
+            conn = self._connection()
+            with write_txn(conn, self.path, self.lock_timeout):
+                cur = conn.execute("SELECT id, spec FROM collections WHERE name = ?", (name,)).fetchone()
+                new = conn.execute("SELECT id, spec FROM collections WHERE name = ?", (new_internal,)).fetchone()
+                if cur is None or new is None:
+                    raise NotFoundError(f"Cannot switch {name!r}: the collection or its replacement is missing.")
+                retired = f"~{name}~retired~{cur[0]}"
+                conn.execute("UPDATE collections SET name = ? WHERE id = ?", (retired, cur[0]))
+                conn.execute("UPDATE collections SET name = ? WHERE id = ?", (name, new[0]))
+                conn.execute(
+                    "INSERT INTO history (name, collection_id, previous_id, action, spec, at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, new[0], cur[0], action, new[1], time.time()),
+                )
+            self._collections.pop(name, None)
+
+    def collection_history(self, name: str) -> list[dict[str, Any]]:
+        """The spaces ``name`` has had, oldest first: each switch and rollback."""
+        rows = self._q("SELECT seq, collection_id, previous_id, action, spec, at FROM history WHERE name = ? ORDER BY seq",
+                       (name,))
+        return [{"seq": r[0], "collection_id": r[1], "previous_id": r[2], "action": r[3],
+                 "fingerprint": SpaceSpec.from_json(r[4]).fingerprint, "model": SpaceSpec.from_json(r[4]).model,
+                 "at": r[5]} for r in rows]
+
+    def rollback_collection(self, name: str) -> None:
+        """Give ``name`` back to the space it had before its last switch (kept until dropped)."""
+        check_name(name)
+        last = self._q("SELECT previous_id FROM history WHERE name = ? ORDER BY seq DESC LIMIT 1", (name,))
+        if not last or last[0][0] is None:
+            raise NotFoundError(f"Collection {name!r} has no earlier space to roll back to.")
+        prev = self._q("SELECT name FROM collections WHERE id = ?", (last[0][0],))
+        if not prev:
+            raise NotFoundError(f"The earlier space of {name!r} was dropped; nothing to roll back to.")
+        self._swap(name, prev[0][0], "rollback")
+
+    def drop_retired(self, name: str) -> int:
+        """Delete the retired spaces of ``name`` (no rollback past this). Returns how many."""
+        check_name(name)
+        retired = [r[0] for r in self._q("SELECT name FROM collections WHERE name LIKE ?", (f"~{name}~%",))]
+        for internal in retired:
+            self.delete_collection(internal)
+        return len(retired)
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
