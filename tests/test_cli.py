@@ -215,3 +215,23 @@ def test_latent_commands(tmp_path):
 def test_usage_errors_are_click_messages_not_crashes():
     proc = run("search", "--no-such-flag", check=False)
     assert proc.returncode == 2 and "No such option" in proc.stderr and "unexpected" not in proc.stderr
+
+
+def test_collection_migrate_rollback_history(tmp_path, tiny_st):
+    store = tmp_path / "s"
+    rows = tmp_path / "d.jsonl"
+    rows.write_text("".join(json.dumps({"id": f"r{i}", "text": f"text {i} about the cat and the file"}) + "\n"
+                            for i in range(30)))
+    run("ingest", store, "docs", rows)
+    out = json.loads(run("collection", "migrate", store, "docs", "--model", tiny_st, "--queries", "5",
+                         "--json").stdout)
+    assert out["switched"] and out["records"] == 30
+    info = json.loads(run("collection", "info", store, "docs", "--json").stdout)
+    assert info["fingerprint"] == out["new_fingerprint"]
+    hist = json.loads(run("collection", "history", store, "docs", "--json").stdout)
+    assert hist[0]["fingerprint"] == out["new_fingerprint"]
+    back = json.loads(run("collection", "rollback", store, "docs", "--json").stdout)
+    assert back["fingerprint"] == out["old_fingerprint"]
+    same = run("collection", "migrate", store, "docs", "--model", "sentence-transformers/all-MiniLM-L6-v2",
+               check=False)
+    assert same.returncode == ls.InvalidInputError.exit_code and "already in the space" in same.stderr

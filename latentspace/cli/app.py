@@ -196,6 +196,81 @@ def collection_drop(
         console.print(f"Dropped collection {name} ({info.count} records).")
 
 
+@collection_app.command("migrate")
+def collection_migrate(
+    store: Path = typer.Argument(..., help="Store directory."),
+    name: str = typer.Argument(..., help="Collection to move to a new model."),
+    model: str = typer.Option(..., help="The new model: a sentence-transformers hub id or local folder."),
+    query_prefix: str = typer.Option("", help="Query prefix of the new model."),
+    document_prefix: str = typer.Option("", help="Document prefix of the new model."),
+    batch_size: int = typer.Option(256),
+    queries: int = typer.Option(100, help="Sample queries for the agreement report."),
+    switch: bool = typer.Option(True, help="Switch the name to the new space when done."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Re-embed a collection's documents with a new model, compare the two spaces, switch atomically.
+
+    Resumable: re-running after an interruption skips what is already embedded. The old
+    space stays until `collection drop-retired`; `collection rollback` switches back.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with open_existing_store(store) as st:
+        col = st.get_collection(name)
+        enc = make_encoder(model, query_prefix=query_prefix, document_prefix=document_prefix)
+        with Progress(TextColumn("[bold]migrating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err_console, disable=as_json) as progress:
+            task = progress.add_task("migrate", total=len(col))
+            report = col.migrate(enc, batch_size=batch_size, queries=queries, switch=switch,
+                                 progress=lambda done, total: progress.update(task, completed=done))
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        console.print(f"{name}: {report.records:,} records, {report.embedded:,} embedded, {report.reused:,} reused; "
+                      f"top-10 overlap old vs new {report.overlap_at_10:.3f}, rank correlation "
+                      f"{report.rank_correlation:.3f} on {report.queries} queries; "
+                      + ("switched to the new space." if report.switched else "not switched (--no-switch)."))
+
+
+@collection_app.command("rollback")
+def collection_rollback(
+    store: Path = typer.Argument(..., help="Store directory."),
+    name: str = typer.Argument(..., help="Collection."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Switch a collection back to the space it had before its last migration."""
+    with open_existing_store(store) as st:
+        st.rollback_collection(name)
+        spec = st.collection_info(name).spec
+    if as_json:
+        emit_json({"collection": name, "fingerprint": spec.fingerprint, "model": spec.model})
+    else:
+        console.print(f"{name} is back in {spec.describe()} [{spec.fingerprint}].")
+
+
+@collection_app.command("history")
+def collection_history(
+    store: Path = typer.Argument(..., help="Store directory."),
+    name: str = typer.Argument(..., help="Collection."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The spaces a collection has had: every migration and rollback."""
+    with open_existing_store(store) as st:
+        rows = st.collection_history(name)
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table(title=f"Spaces of {name}", title_justify="left")
+    for c in ("when", "action", "model", "fingerprint"):
+        table.add_column(c)
+    import time as _time
+
+    for r in rows:
+        table.add_row(_time.strftime("%Y-%m-%d %H:%M", _time.localtime(r["at"])), r["action"], r["model"],
+                      r["fingerprint"])
+    console.print(table if rows else f"{name} has never changed space.")
+
+
 # -- ingest and search -----------------------------------------------------------------------
 @app.command("ingest")
 def ingest_cmd(
