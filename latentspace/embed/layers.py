@@ -89,7 +89,14 @@ class LayerGeometry:
 def layer_geometry(texts: list[str], model: str | None = None, *, k: int = 10, **options: Any) -> LayerGeometry:
     """Diagnostics of every layer and the linear CKA between every pair of layers."""
     from ..analysis.compare import linear_cka
-    from ..analysis.diagnostics import hubness, isotropy, mle_dimension, norm_stats, twonn_dimension
+    from ..analysis.diagnostics import (
+        distance_concentration,
+        hubness,
+        isotropy,
+        mle_dimension,
+        norm_stats,
+        twonn_dimension,
+    )
 
     states, name = layer_states(texts, model, **options)
     n_layers = len(states)
@@ -100,8 +107,10 @@ def layer_geometry(texts: list[str], model: str | None = None, *, k: int = 10, *
     per_layer = []
     for i, x in enumerate(states):
         iso = isotropy(x)
+        conc = distance_concentration(x, sample=min(500, len(texts)))
         per_layer.append({
             "layer": i,
+            "relative_contrast": conc["relative_contrast"],
             "isotropy": iso["partition_isotropy"],
             "top1_variance_share": iso["top1_variance_share"],
             "hubness": hubness(x, min(k, len(texts) - 2))["k_occurrence_skewness"],

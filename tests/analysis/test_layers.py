@@ -18,6 +18,7 @@ def test_tiny_bert_layers(tiny_bert, tmp_path):
     np.testing.assert_allclose(g.cka, g.cka.T)
     assert ((g.cka > 0) & (g.cka <= 1 + 1e-9)).all()
     assert [row["layer"] for row in g.per_layer] == [0, 1, 2]
+    assert {"relative_contrast", "isotropy", "hubness", "twonn_dimension", "mle_dimension", "mean_norm"} <= set(g.per_layer[0])
     assert heatmap_png(g, tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
     assert "plotly" in heatmap_html(g, tmp_path / "h.html").read_text()[:100000].lower()
 
