@@ -77,3 +77,96 @@ def test_migration_refusals(store, two_encoders):
         vecs.migrate(old)
     assert store.get_collection("docs").spec.fingerprint == old.spec.fingerprint
     assert len(store.get_collection("docs")) == 60
+
+
+def _seed_store(path, enc, n=80):
+    st = ls.open_store(path)
+    col = st.create_collection("docs", encoder=enc)
+    col.add([f"d{i}" for i in range(n)], documents=[f"document {i} about {'cats' if i % 3 else 'files'} {i}"
+                                                     for i in range(n)])
+    st.close()
+
+
+def test_kill_loop_during_migration(tmp_path, tiny_st, tiny_bert_other):
+    import random
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    worker = Path(__file__).with_name("migrate_worker.py")
+    old = ls.SentenceTransformerEncoder(str(tiny_st), precision="fp32")
+    _seed_store(tmp_path / "s", old, n=1500)  # big enough that kills land while batches are being written
+    rnd = random.Random(7)
+    partial = 0
+    for _ in range(6):
+        proc = subprocess.Popen([sys.executable, str(worker), "migrate", str(tmp_path / "s"), str(tiny_bert_other),
+                                 "-"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        # kill when the shadow collection holds a random share of the records: mid-migration
+        target = rnd.randint(50, 1400)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            con = sqlite3.connect(tmp_path / "s" / "latentspace.db", timeout=5)
+            row = con.execute("SELECT MAX(count) FROM collections WHERE name LIKE '~docs~%'").fetchone()
+            con.close()
+            if row[0] is not None and row[0] >= target:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        with ls.open_store(tmp_path / "s") as st:
+            col = st.get_collection("docs")
+            assert len(col) == 1500  # whatever the moment, the name serves a complete collection
+            assert {r.id for r in col.get()} == {f"d{i}" for i in range(1500)}
+            shadows = [n for (n,) in st._q("SELECT name FROM collections WHERE name LIKE '~docs~%'")]
+            partial += any(0 < len(st.get_collection(n)) < 1500 for n in shadows)
+    new = ls.TransformersEncoder(str(tiny_bert_other), pooling="mean")
+    with ls.open_store(tmp_path / "s") as st:
+        col = st.get_collection("docs")
+        if col.spec.fingerprint != new.spec.fingerprint:  # not finished inside the kill loop: finish now
+            report = col.migrate(new, batch_size=8, queries=3)
+            assert report.switched and report.embedded + report.reused == 1500
+        final = st.get_collection("docs")
+        assert final.spec.fingerprint == new.spec.fingerprint and len(final) == 1500
+        assert {r.id for r in final.get()} == {f"d{i}" for i in range(1500)}
+        assert [h["action"].split()[0] for h in st.collection_history("docs")] == ["migrate"]
+    assert partial >= 1  # at least one kill landed mid-migration, and the next run resumed from it
+
+
+def test_reader_during_the_switch_sees_one_space_at_a_time(tmp_path, tiny_st, tiny_bert_other):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    worker = Path(__file__).with_name("migrate_worker.py")
+    old = ls.SentenceTransformerEncoder(str(tiny_st), precision="fp32")
+    _seed_store(tmp_path / "s", old)
+    log = tmp_path / "reads.jsonl"
+    reader = subprocess.Popen([sys.executable, str(worker), "read", str(tmp_path / "s"), str(tiny_bert_other),
+                               str(log), "25"], stderr=open(tmp_path / "reader.err", "w"))
+    import time
+
+    time.sleep(8)  # the reader is loaded and reading the old space
+    new = ls.TransformersEncoder(str(tiny_bert_other), pooling="mean")
+    with ls.open_store(tmp_path / "s") as st:
+        st.get_collection("docs").migrate(new, batch_size=16, queries=3)
+    reader.wait(120)
+    assert reader.returncode == 0, (tmp_path / "reader.err").read_text()[-2000:]
+    reads = [json.loads(line) for line in log.read_text().splitlines()]
+    with ls.open_store(tmp_path / "s") as st:
+        expected = {
+            old.spec.fingerprint: [h.id for h in st.get_collection("~docs~retired~1").search(
+                "document about cats", k=5, mode="exact")],
+            new.spec.fingerprint: [h.id for h in st.get_collection("docs").search(
+                "document about cats", k=5, mode="exact")],
+        }
+    seen = {r["fp"] for r in reads}
+    assert seen == set(expected)  # the reader saw the old space, then the new one
+    assert all(r["ids"] == expected[r["fp"]] for r in reads)  # every answer wholly from one space
+    firsts = [r["fp"] for r in reads]
+    switch_at = firsts.index(new.spec.fingerprint)
+    assert all(fp == new.spec.fingerprint for fp in firsts[switch_at:])  # and never back
