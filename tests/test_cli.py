@@ -235,3 +235,10 @@ def test_collection_migrate_rollback_history(tmp_path, tiny_st):
     same = run("collection", "migrate", store, "docs", "--model", "sentence-transformers/all-MiniLM-L6-v2",
                check=False)
     assert same.returncode == ls.InvalidInputError.exit_code and "already in the space" in same.stderr
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    failed = run("collection", "migrate", store, "docs", "--model", broken, check=False)
+    assert failed.returncode == ls.ModelLoadError.exit_code and "Traceback" not in failed.stderr
+    info_after = json.loads(run("collection", "info", store, "docs", "--json").stdout)
+    assert info_after["fingerprint"] == out["old_fingerprint"] and info_after["count"] == 30  # nothing changed
