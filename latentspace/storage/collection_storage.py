@@ -204,7 +204,6 @@ class CollectionStorage:
                 "UPDATE collections SET count = count + ? WHERE id = ?", (len(ids) - len(removed), self.cid)
             )
             new_seq = next_seq - 1
-        self.store._own_write()
         self._after_write(prev_seq, new_seq, removed, rids, vectors)
         return len(ids) - len(removed), len(removed)
 
@@ -242,7 +241,6 @@ class CollectionStorage:
             )
             conn.execute("UPDATE collections SET count = count - ? WHERE id = ?", (len(rids), self.cid))
             new_seq = self.last_seq()
-        self.store._own_write()
         self._after_write(prev_seq, new_seq, rids, np.zeros(0, np.int64), None)
         return len(rids)
 

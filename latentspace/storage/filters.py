@@ -23,7 +23,6 @@ from typing import Any
 from ..core.errors import InvalidInputError
 
 FIELD_OPS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$not", "$contains"}
-LOGICAL_OPS = {"$and", "$or", "$not", "$contains"}
 MAX_IN = 10_000
 MAX_DEPTH = 32
 

@@ -10,7 +10,6 @@ here, incremental add, delete by marking, filter callbacks; see bench/RESULTS.md
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -222,12 +221,3 @@ class HnswIndex(AnnIndex):
     def save(self, path: str) -> None:
         self._index.save_index(path)
 
-    def memory_bytes(self) -> int:
-        return int(self._index.index_file_size())
-
-
-def file_size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0

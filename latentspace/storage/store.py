@@ -78,8 +78,8 @@ class Store:
         self.messages: list[str] = []
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = connect(self.path, self.lock_timeout, create)
-        self._dv_cursor: sqlite3.Cursor | None = None
-        self._data_version = self._read_data_version()
+        self._dv_cursor: sqlite3.Cursor | None = self._conn.cursor()
+        self._data_version = self._dv_cursor.execute("PRAGMA data_version").fetchone()[0]
         self._generation = 0
         self._collections: dict[str, CollectionStorage] = {}
         _OPEN.add(self)
@@ -90,29 +90,21 @@ class Store:
             raise InvalidInputError(f"The store {self.path} is closed.")
         return self._conn
 
-    def _read_data_version(self) -> int:
-        if self._conn is None:
-            self._connection()
-        cur = self._dv_cursor
-        if cur is None:
-            cur = self._dv_cursor = self._conn.cursor()
-        return cur.execute("PRAGMA data_version").fetchone()[0]
-
     def _poll(self) -> int:
-        """Bump the generation when another connection has committed since the last poll."""
+        """Bump the generation when another connection has committed since the last poll.
+
+        (Our own commits leave data_version alone: writers apply them to their indexes directly.)
+        """
+        if self._dv_cursor is None:
+            self._connection()  # raises: the store is closed
         try:
-            cur = self._dv_cursor
-            v = cur.execute("PRAGMA data_version").fetchone()[0] if cur is not None else self._read_data_version()
+            v = self._dv_cursor.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error as exc:
             raise translate(exc, self.path, self.lock_timeout) from None
         if v != self._data_version:
             self._data_version = v
             self._generation += 1
         return self._generation
-
-    def _own_write(self) -> None:
-        # our own commits do not change data_version for this connection; nothing to do
-        pass
 
     def _log(self, message: str) -> None:
         self.messages.append(message)
