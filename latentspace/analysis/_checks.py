@@ -43,8 +43,9 @@ def paired(x: Any, y: Any, where: str, min_rows: int = 2) -> tuple[np.ndarray, n
     return a, b
 
 
-def sample_rows(x: np.ndarray, max_rows: int | None, seed: int) -> tuple[np.ndarray, bool]:
-    if max_rows is None or x.shape[0] <= max_rows:
-        return x, False
-    idx = np.sort(np.random.default_rng(seed).choice(x.shape[0], max_rows, replace=False))
-    return x[idx], True
+def sample_rows(x: np.ndarray, max_rows: int | None, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(rows, the sampled indices or None when all rows were kept)."""
+    from .vectors import sample_index
+
+    idx = sample_index(x.shape[0], max_rows, seed)
+    return (x, None) if idx is None else (x[idx], idx)

@@ -172,10 +172,12 @@ def diagnose(
     seed: int = 0,
     metric: str = "euclidean",
     normalized: bool | None = None,
+    total: int | None = None,
 ) -> Diagnosis:
     """All diagnostics on ``x`` (an array, or a Collection: its vectors, sampled with ``seed``).
 
     Above ``sample`` points a seeded random sample is analysed, and the report says so.
+    ``total`` says that the array ``x`` is already a sample of that many points.
     """
     claims = normalized
     notes: list[str] = []
@@ -188,10 +190,10 @@ def diagnose(
         n_total = total
     else:
         arr = points(x, min_rows=max(k + 2, 22), where="diagnose")
-        n_total = arr.shape[0]
+        n_total = total or arr.shape[0]
     arr = points(arr, min_rows=max(k + 2, 22), where="diagnose")
-    arr, sampled = sample_rows(arr, sample, seed)
-    sampled = sampled or arr.shape[0] < n_total
+    arr, idx = sample_rows(arr, sample, seed)
+    sampled = idx is not None or arr.shape[0] < n_total
     if sampled:
         notes.append(f"analysed a random sample of {arr.shape[0]:,} of {n_total:,} points (seed {seed}).")
     nb = knn(arr, max(k, 20), metric)

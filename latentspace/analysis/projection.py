@@ -85,30 +85,32 @@ def project(
 def project_collection(col, method: Method = "pca", dim: int = 2, *, color_by: str | None = None,
                        max_points: int = 5000, seed: int = 0, **options: Any) -> Projection:
     """Project a collection (a seeded sample of ``max_points`` when larger, and say so)."""
-    total = len(col)
-    if total < 3:
-        raise InvalidInputError(f"Collection {col.name!r} has {total} records; a projection needs at least 3.")
-    if total > max_points:
-        all_ids = [r.id for r in col.get()]
-        pick = np.sort(np.random.default_rng(seed).choice(total, max_points, replace=False))
-        recs = col.get(ids=[all_ids[i] for i in pick], include_vectors=True)
-    else:
-        recs = col.get(include_vectors=True)
+    from .vectors import collection_records
+
+    recs, total = collection_records(col, max_points, seed)
+    return project_records(recs, total, method, dim, color_by=color_by, seed=seed, **options)
+
+
+def project_records(recs: list, total: int, method: Method = "pca", dim: int = 2, *, color_by: str | None = None,
+                    seed: int = 0, **options: Any) -> Projection:
+    """Project records already fetched (``total``: how many the collection holds)."""
+    if len(recs) < 3:
+        raise InvalidInputError(f"The collection has {len(recs)} records; a projection needs at least 3.")
     coords = project(np.stack([r.vector for r in recs]), method, dim, seed=seed, **options)
-    notes = [f"a random sample of {len(recs):,} of {total:,} records (seed {seed})"] if total > max_points else []
+    sampled = total > len(recs)
+    notes = [f"a random sample of {len(recs):,} of {total:,} records (seed {seed})"] if sampled else []
     labels = [r.metadata.get(color_by) for r in recs] if color_by else None
     hover = [f"{r.id}: {(r.document or '')[:120]}" for r in recs]
-    return Projection(coords, method, [r.id for r in recs], labels, hover, total > max_points, notes)
+    return Projection(coords, method, [r.id for r in recs], labels, hover, sampled, notes)
 
 
 def as_projection(x: Any, method: Method = "pca", dim: int = 2, *, labels=None, hover=None, max_points: int = 5000,
                   seed: int = 0, **options: Any) -> Projection:
     arr = points(x, min_rows=3, where="project")
     n = arr.shape[0]
-    sample, sampled = sample_rows(arr, max_points, seed)
+    sample, idx = sample_rows(arr, max_points, seed)
+    sampled = idx is not None
     if sampled:
-        idx = np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
-        sample = arr[idx]
         labels = [labels[i] for i in idx] if labels is not None else None
         hover = [hover[i] for i in idx] if hover is not None else None
     notes = [f"a random sample of {sample.shape[0]:,} of {n:,} points (seed {seed})"] if sampled else []

@@ -11,7 +11,8 @@ import numpy as np
 
 from .compare import compare
 from .diagnostics import diagnose
-from .projection import Projection, as_projection, project_collection, to_figure
+from .projection import Projection, as_projection, project_records, to_figure
+from .vectors import collection_records, paired_vectors, stack
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
@@ -26,14 +27,6 @@ def _is_collection(x: Any) -> bool:
     return hasattr(x, "get") and hasattr(x, "spec") and hasattr(x, "name")
 
 
-def _vectors(x: Any, max_points: int, seed: int) -> tuple[np.ndarray, str, str]:
-    if _is_collection(x):
-        from .vectors import collection_vectors
-
-        arr, total = collection_vectors(x, max_points, seed)
-        return arr, f"collection {x.name}", f"{x.spec.describe()}, metric {x.spec.metric}, fingerprint {x.spec.fingerprint}"
-    arr = np.asarray(x)
-    return arr, "array", f"{arr.shape[0]:,} x {arr.shape[1] if arr.ndim == 2 else '?'}"
 
 
 def report_html(
@@ -51,11 +44,17 @@ def report_html(
 
     ``other`` must hold the same items in the same order (same ids for collections).
     """
-    arr, kind, spec_text = _vectors(x, max_points, seed)
-    diag = diagnose(x if _is_collection(x) else arr, sample=max_points, seed=seed)
-    if _is_collection(x):
-        proj: Projection = project_collection(x, method, color_by=color_by, max_points=max_points, seed=seed)
+    if _is_collection(x):  # fetched once, for the diagnostics and the picture alike
+        recs, total = collection_records(x, max_points, seed)
+        arr = stack(recs, x.spec.dim)
+        kind = f"collection {x.name}"
+        spec_text = f"{x.spec.describe()}, metric {x.spec.metric}, fingerprint {x.spec.fingerprint}"
+        diag = diagnose(arr, sample=None, seed=seed, normalized=x.spec.normalize, total=total)
+        proj: Projection = project_records(recs, total, method, color_by=color_by, seed=seed)
     else:
+        arr = np.asarray(x)
+        kind, spec_text = "array", f"{arr.shape[0]:,} x {arr.shape[1] if arr.ndim == 2 else '?'}"
+        diag = diagnose(arr, sample=max_points, seed=seed)
         proj = as_projection(arr, method, max_points=max_points, seed=seed)
     fig = to_figure(proj)
     plot = fig.to_html(full_html=False, include_plotlyjs=True, div_id="projection")
@@ -66,13 +65,7 @@ def report_html(
     comparison = ""
     if other is not None:
         if _is_collection(x) and _is_collection(other):
-            ids = [r.id for r in x.get()]
-            shared = [i for i in ids if other.get(ids=[i])]
-            if len(shared) > max_points:
-                pick = np.sort(np.random.default_rng(seed).choice(len(shared), max_points, replace=False))
-                shared = [shared[i] for i in pick]
-            a = np.stack([r.vector for r in x.get(ids=shared, include_vectors=True)])
-            b = np.stack([r.vector for r in other.get(ids=shared, include_vectors=True)])
+            a, b = paired_vectors(x, other, max_points, seed)
             other_name = f"collection {other.name}"
         else:
             a, b = arr, np.asarray(other)

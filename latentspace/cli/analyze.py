@@ -183,17 +183,11 @@ def _paired_vectors(source: Path, first: str, second: str, max_points: int, seed
         return np.asarray(a), np.asarray(b), None, None
     from ..storage.store import open_store
 
+    from ..analysis.vectors import paired_vectors
+
     with open_store(source, create=False) as store:
         ca, cb = store.get_collection(first), store.get_collection(second)
-        ids_b = {r.id for r in cb.get()}
-        shared = [r.id for r in ca.get() if r.id in ids_b]
-        if len(shared) < 3:
-            raise InvalidInputError(f"Collections {first!r} and {second!r} share {len(shared)} ids; pairing needs 3+.")
-        if len(shared) > max_points:
-            pick = np.sort(np.random.default_rng(seed).choice(len(shared), max_points, replace=False))
-            shared = [shared[i] for i in pick]
-        a = np.stack([r.vector for r in ca.get(ids=shared, include_vectors=True)])
-        b = np.stack([r.vector for r in cb.get(ids=shared, include_vectors=True)])
+        a, b = paired_vectors(ca, cb, max_points, seed)
         return a, b, ca.spec, cb.spec
 
 

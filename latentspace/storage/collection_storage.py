@@ -43,6 +43,13 @@ _TOKEN = re.compile(r"\w+", re.UNICODE)
 _GONE = (None, None, None, "{}")
 
 
+def drop_index_files(store_path: Path, cid: int) -> None:
+    """Remove a collection's derived index files (its data lives in SQLite)."""
+    for p in [*store_path.glob(f"idx-{cid}-*"), store_path / f"idx-{cid}.json"]:
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
 @dataclass
 class Row:
     rid: int
@@ -316,7 +323,7 @@ class CollectionStorage:
 
     # -- the HNSW index -----------------------------------------------------------------
     def _sidecar(self) -> Path:
-        return self.store.path / f"idx-{self.cid}.json"
+        return self.store.path / f"idx-{self.cid}.json"  # named as in drop_index_files
 
     def index(self) -> HnswIndex:
         """The ANN index, loaded (or rebuilt) and caught up with SQLite."""
@@ -412,11 +419,6 @@ class CollectionStorage:
         """Fold the write-ahead log into the database file (best effort: readers may hold it)."""
         with contextlib.suppress(sqlite3.Error):
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    def drop_files(self) -> None:
-        for p in list(self.store.path.glob(f"idx-{self.cid}-*")) + [self._sidecar()]:
-            with contextlib.suppress(OSError):
-                p.unlink()
 
     # -- the exact matrix -----------------------------------------------------------------
     def matrix(self) -> _Matrix:

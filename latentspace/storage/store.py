@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import AlreadyExistsError, InvalidInputError, NotFoundError, SpaceMismatchError
 from ..core.space import METRICS, SpaceSpec
 from ..core.validation import canonical_json, check_choice, check_float, check_metadata, check_name
-from .collection_storage import CollectionStorage
+from .collection_storage import CollectionStorage, drop_index_files
 from .index import HnswParams
 from .sqlite import DB_NAME, connect, fts_schema, translate, write_txn
 
@@ -267,10 +267,9 @@ class Store:
                 conn.execute(f"DROP TABLE IF EXISTS fts_{int(cid)}")
                 conn.execute("DELETE FROM collections WHERE id = ?", (cid,))
             storage = self._collections.pop(name, None)
-            if storage is None:
-                storage = CollectionStorage(self, cid, name, SpaceSpec(model="deleted", dim=1), HnswParams())
-            storage._index = None
-            storage.drop_files()
+            if storage is not None:
+                storage._index = None  # a handle still open must not save it back
+            drop_index_files(self.path, cid)
 
     # -- spaces over time: the switch of a migration, rollback, history ------------------
     def _swap(self, name: str, new_internal: str, action: str) -> None:
