@@ -252,9 +252,9 @@ class Collection:
 
         ``alpha`` weighs the vector side in hybrid fusion (1.0 = vector only, 0.0 = keyword only).
         """
-        if vector is not None and where is None and mode == "vector" and not include_vectors and alpha == 0.5:
+        if vector is not None and where is None and mode == "vector" and not include_vectors:
             with self.store._lock:
-                fast = self._search_fast(vector, space, k, ef)
+                fast = self._search_fast(vector, space, k, ef, alpha)
             if fast is not None:
                 return fast
         if vector is not None:
@@ -269,13 +269,15 @@ class Collection:
         return self.search_batch([query], k=k, where=where, mode=mode, alpha=alpha, ef=ef,
                                  include_vectors=include_vectors)[0]
 
-    def _search_fast(self, vector, space, k, ef) -> list[Hit] | None:
+    def _search_fast(self, vector, space, k, ef, alpha=0.5) -> list[Hit] | None:
         """The common case, one float32 vector and no filter, with the same checks done lean.
 
         Returns None to hand anything unusual to the general path (which raises the errors).
         """
         spec = self._info.spec
         if not (type(k) is int and 1 <= k <= MAX_K) or not (ef is None or (type(ef) is int and 1 <= ef <= 100_000)):
+            return None
+        if not (type(alpha) in (int, float) and 0.0 <= alpha <= 1.0):  # unused by vector mode, checked alike
             return None
         if not (isinstance(vector, np.ndarray) and vector.dtype == np.float32 and vector.shape == (spec.dim,)):
             return None

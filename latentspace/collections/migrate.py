@@ -95,14 +95,15 @@ def migrate(col, new_encoder, *, batch_size: int = 256, queries: int = 100, swit
         if progress:
             progress(min(offset + batch_size, n), n)
     # records deleted from the source meanwhile must not survive in the new space
-    source_ids = {r.id for r in col.get()}
+    all_recs = col.get()
+    source_ids = {r.id for r in all_recs}
     stale = [r.id for r in shadow.get() if r.id not in source_ids]
     if stale:
         shadow.delete(ids=stale)
     # agreement between the two spaces on a seeded sample of the documents as queries
-    picks = np.random.default_rng(seed).choice(n, min(queries, n), replace=False) if n else []
+    m = len(all_recs)
+    picks = np.random.default_rng(seed).choice(m, min(queries, m), replace=False) if m else []
     overlaps, rhos = [], []
-    all_recs = col.get()
     for i in picks:
         q = all_recs[int(i)].document[:300]
         a = [h.id for h in col.search(q, k=10)]

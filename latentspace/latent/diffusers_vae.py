@@ -19,7 +19,7 @@ import torch
 from ..core.errors import InvalidInputError, ModelLoadError
 from ..core.space import SpaceSpec
 from ..embed import _loading
-from .models import Posterior
+from .models import Posterior, draw_latents
 
 
 @dataclass(frozen=True)
@@ -126,12 +126,7 @@ class DiffusersVAE:
         return self.decode(self.encode(x).mode())
 
     def sample(self, n: int, *, seed: int | None = None, sampler=None) -> torch.Tensor:
-        if sampler is not None:
-            z = torch.as_tensor(np.asarray(sampler.sample(n, seed=seed), dtype=np.float32))
-        else:
-            g = torch.Generator().manual_seed(seed) if seed is not None else None
-            z = torch.randn(n, self.config.latent_dim, generator=g)
-        return self.decode(z)
+        return self.decode(draw_latents(n, self.config.latent_dim, seed, sampler))
 
     @torch.no_grad()
     def latents(self, x: Any, batch_size: int = 16) -> np.ndarray:
@@ -141,9 +136,11 @@ class DiffusersVAE:
 
     def loss_terms(self, x: torch.Tensor, generator=None) -> dict[str, torch.Tensor]:
         post = self.encode(x)
-        rec = self.decode_logits(post.mode())
-        err = 0.5 * ((rec - x) ** 2).flatten(1).sum(1)
-        return {"reconstruction": err, "kl": post.kl()}
+        return {"reconstruction": self.nll(x, self.decode_logits(post.mode())), "kl": post.kl()}
+
+    def nll(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        """Squared reconstruction error / 2 per image (a unit-variance Gaussian, up to a constant)."""
+        return 0.5 * ((decoded - x) ** 2).flatten(1).sum(1)
 
     def eval(self) -> DiffusersVAE:
         self.vae.eval()

@@ -38,6 +38,16 @@ class Posterior:
         return 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar).sum(dim=1)
 
 
+def draw_latents(n: int, dim: int, seed: int | None = None, sampler=None) -> torch.Tensor:
+    """``n`` latents from the prior N(0, I), or from ``sampler.sample(n, seed=...)`` (e.g. a fitted GMM)."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise InvalidInputError(f"sample: n must be a positive int; got {n!r}.")
+    if sampler is not None:
+        return torch.as_tensor(np.asarray(sampler.sample(n, seed=seed), dtype=np.float32))
+    g = torch.Generator().manual_seed(seed) if seed is not None else None
+    return torch.randn(n, dim, generator=g)
+
+
 class _MLPEncoder(nn.Module):
     def __init__(self, cfg: LatentConfig):
         super().__init__()
@@ -177,26 +187,21 @@ class LatentModel(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, *, seed: int | None = None, sampler=None) -> torch.Tensor:
         """Decode ``n`` latents from the prior N(0, I), or from ``sampler.sample(n)`` (e.g. a fitted GMM)."""
-        if not isinstance(n, int) or n < 1:
-            raise InvalidInputError(f"sample: n must be a positive int; got {n!r}.")
-        if sampler is not None:
-            z = torch.as_tensor(np.asarray(sampler.sample(n, seed=seed), dtype=np.float32))
-        else:
-            g = torch.Generator().manual_seed(seed) if seed is not None else None
-            z = torch.randn(n, self.config.latent_dim, generator=g)
-        return self.decode(z)
+        return self.decode(draw_latents(n, self.config.latent_dim, seed, sampler))
 
     def loss_terms(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Per-item reconstruction negative log-likelihood (nats) and KL."""
         post = self.encode(x)
         z = post.sample(generator) if self.config.variational else post.mode()
-        logits = self.decode_logits(z)
+        return {"reconstruction": self.nll(x, self.decode_logits(z)), "kl": post.kl()}
+
+    def nll(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Per-item negative log-likelihood of x under the decoder output, in nats."""
         flat_x, flat_l = x.reshape(x.shape[0], -1), logits.reshape(x.shape[0], -1)
         if self.config.likelihood == "bernoulli":
-            rec = nn.functional.binary_cross_entropy_with_logits(flat_l, flat_x, reduction="none").sum(1)
-        else:  # unit-variance Gaussian
-            rec = 0.5 * ((flat_l - flat_x) ** 2).sum(1) + 0.5 * flat_x.shape[1] * math.log(2 * math.pi)
-        return {"reconstruction": rec, "kl": post.kl()}
+            return nn.functional.binary_cross_entropy_with_logits(flat_l, flat_x, reduction="none").sum(1)
+        # unit-variance Gaussian
+        return 0.5 * ((flat_l - flat_x) ** 2).sum(1) + 0.5 * flat_x.shape[1] * math.log(2 * math.pi)
 
     @property
     def spec(self) -> SpaceSpec:

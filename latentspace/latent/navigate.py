@@ -165,12 +165,7 @@ def anomaly_scores(model, x: Any, *, kind: Literal["reconstruction", "elbo"] = "
     for s in range(0, data.shape[0], batch_size):
         xb = data[s : s + batch_size]
         post = model.encode(xb)
-        logits = model.decode_logits(post.mode())
-        flat_x, flat_l = xb.reshape(xb.shape[0], -1), logits.reshape(xb.shape[0], -1)
-        if model.config.likelihood == "bernoulli":
-            rec = torch.nn.functional.binary_cross_entropy_with_logits(flat_l, flat_x, reduction="none").sum(1)
-        else:
-            rec = 0.5 * ((flat_l - flat_x) ** 2).sum(1)
+        rec = model.nll(xb, model.decode_logits(post.mode()))
         scores.append((rec + post.kl() if kind == "elbo" else rec).cpu().numpy())
     return np.concatenate(scores)
 
