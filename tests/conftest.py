@@ -75,6 +75,25 @@ def default_enc():
     return ls.default_encoder()
 
 
+@pytest.fixture(scope="session")
+def real_docs(default_enc):
+    """20,000 real docstring paragraphs with their MiniLM vectors, and 500 held-out queries
+    (texts, vectors, query_texts, query_vectors); embedded once, then cached on disk."""
+    from latentspace.data.vectors import real_vectors
+
+    return real_vectors(20_000, 500, encoder=default_enc)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's 1,797 8x8 digit images as 64-d vectors in [0, 1], with labels."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return (d.data / 16.0).astype(np.float32), d.target.astype(int)
+
+
+
 @pytest.fixture
 def store(tmp_path):
     s = ls.open_store(tmp_path / "store")

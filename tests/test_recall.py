@@ -6,17 +6,11 @@ import numpy as np
 import pytest
 
 import latentspace as ls
-from latentspace.data.vectors import real_vectors
 
 
 @pytest.fixture(scope="module")
-def real(default_enc):
-    return real_vectors(20_000, 500, encoder=default_enc)
-
-
-@pytest.fixture(scope="module")
-def filled(real, default_enc, tmp_path_factory):
-    texts, vecs, qtexts, qvecs = real
+def filled(real_docs, default_enc, tmp_path_factory):
+    texts, vecs, qtexts, qvecs = real_docs
     st = ls.open_store(tmp_path_factory.mktemp("recall") / "s")
     col = st.create_collection("docs", encoder=default_enc)
     ids = [f"p{i}" for i in range(len(texts))]

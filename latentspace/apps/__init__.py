@@ -1,0 +1,1 @@
+"""What people build on embeddings, each a small module that works on any Collection."""

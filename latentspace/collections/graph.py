@@ -1,0 +1,137 @@
+"""A collection's records as arrays, and its k-nearest-neighbour graph through its own index.
+
+The applications (dedup, outliers, clustering, classification) work on these two views.
+The graph comes from the collection's HNSW index (the one its searches use), so it costs
+``n`` index queries and never an ``n x n`` matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..core.errors import InvalidInputError
+from ..core.validation import check_int
+from ..storage.filters import compile_where
+
+if TYPE_CHECKING:
+    from .collection import Collection
+
+
+@dataclass(frozen=True)
+class RecordArrays:
+    """Records in store order: ``ids[i]``, ``vectors[i]``, ``documents[i]``, ``metadatas[i]``."""
+
+    ids: list[str]
+    vectors: np.ndarray
+    documents: list[str | None]
+    metadatas: list[dict[str, Any]]
+    rids: np.ndarray  # the store's row ids (the index labels), same order
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def position(self) -> dict[str, int]:
+        return {rid: i for i, rid in enumerate(self.ids)}
+
+
+@dataclass(frozen=True)
+class NeighborGraph:
+    """Each record's ``k`` nearest other records: ``indices[i, j]`` is a position in
+    ``records`` (``-1`` where fewer than ``k`` were found), ``distances[i, j]`` the
+    collection metric's distance (cosine: ``1 - cos``)."""
+
+    records: RecordArrays
+    indices: np.ndarray
+    distances: np.ndarray
+
+    @property
+    def k(self) -> int:
+        return self.indices.shape[1]
+
+
+def record_arrays(col: Collection, where: dict | None = None) -> RecordArrays:
+    """All records of a collection (or those matching ``where``) with their vectors."""
+    if where is not None:
+        compile_where(where)
+    storage = col._storage
+    with col.store._lock:
+        rows = storage.rows(None, where, None, 0, True)
+    dim = col.spec.dim
+    vectors = np.stack([r.vector for r in rows]).astype(np.float32, copy=False) if rows else np.zeros((0, dim), np.float32)
+    return RecordArrays(
+        ids=[r.id for r in rows],
+        vectors=vectors,
+        documents=[r.document for r in rows],
+        metadatas=[r.metadata for r in rows],
+        rids=np.fromiter((r.rid for r in rows), dtype=np.int64, count=len(rows)),
+    )
+
+
+def require_records(records: RecordArrays, col: Collection, what: str, at_least: int = 1) -> None:
+    if len(records) < at_least:
+        have = "is empty" if not len(records) else f"has {len(records)} matching record(s)"
+        raise InvalidInputError(
+            f"{what} needs at least {at_least} record(s); collection {col.name!r} {have}. "
+            "Add records first, or loosen the filter."
+        )
+
+
+def neighbor_graph(
+    col: Collection, k: int = 10, where: dict | None = None, *, exact: bool = False, ef: int | None = None,
+    records: RecordArrays | None = None,
+) -> NeighborGraph:
+    """Every record's ``k`` nearest other records (itself excluded), through the collection's index.
+
+    ``exact=True`` scans instead (the reference); ``ef`` widens the HNSW search (default
+    ``max(ef_search, 2k)``). With ``where``, only matching records take part.
+    """
+    k = check_int(k, "k", "neighbor_graph", 1, 1_000)
+    records = records if records is not None else record_arrays(col, where)
+    n = len(records)
+    if n < 2:
+        require_records(records, col, "A neighbour graph", at_least=2)
+    indices, distances = neighbors_of(col, records, np.arange(n), min(k, n - 1), where, exact=exact, ef=ef)
+    return NeighborGraph(records, indices, distances)
+
+
+def neighbors_of(
+    col: Collection, records: RecordArrays, which: np.ndarray, k: int, where: dict | None = None, *,
+    exact: bool = False, ef: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest other records of the records at positions ``which``: (positions, distances)."""
+    n, m = len(records), len(which)
+    storage = col._storage
+    want = k + 1
+    ef = max(ef or storage.params.ef_search, 2 * want)
+    labels = np.empty((m, want), dtype=np.int64)
+    dists = np.empty((m, want), dtype=np.float32)
+    step = 8_192
+    with col.store._lock:
+        for start in range(0, m, step):
+            q = records.vectors[which[start : start + step]]
+            labels[start : start + step], dists[start : start + step] = col._vector_arrays(
+                q, want, where, exact=exact, ef=ef)
+    # rid -> position; a rid the index returns that is not in `records` (written meanwhile) -> -1
+    order = np.argsort(records.rids)
+    sorted_rids = records.rids[order]
+    at_c = np.minimum(np.searchsorted(sorted_rids, labels), n - 1)
+    found = (labels >= 0) & (sorted_rids[at_c] == labels)
+    pos = np.where(found, order[at_c], -1)
+    # drop each record itself (wherever it came: ties at distance 0 may put a duplicate
+    # first) and keep the first k others
+    keep = (pos >= 0) & (pos != np.asarray(which)[:, None])
+    indices = np.full((m, k), -1, dtype=np.int64)
+    distances = np.full((m, k), np.inf, dtype=np.float32)
+    rank = np.cumsum(keep, axis=1) - 1
+    r, c = np.nonzero(keep & (rank < k))
+    indices[r, rank[r, c]] = pos[r, c]
+    distances[r, rank[r, c]] = dists[r, c]
+    return indices, distances
+
+
+def to_similarity(distances: np.ndarray, metric: str) -> np.ndarray:
+    """Cosine/dot distances back to similarities (l2 stays a distance, negated)."""
+    return -distances if metric == "l2" else 1.0 - distances
