@@ -1,0 +1,191 @@
+"""Clustering a collection (k-means or HDBSCAN) with a label for each cluster.
+
+Each cluster is described by its top c-TF-IDF terms (the class-based TF-IDF of BERTopic:
+a term's frequency in the cluster's documents times ``log(1 + A / f_t)``, with ``A`` the
+average number of words per cluster and ``f_t`` the term's frequency over all clusters)
+and by its most central records (nearest the cluster's mean). Cluster ids can be written
+back to each record's metadata.
+
+HDBSCAN runs on the features directly up to ``GRAPH_ABOVE`` records; above, on the
+collection's symmetrised k-nearest-neighbour graph (from its HNSW index) as a sparse
+precomputed distance matrix, so its cost grows with ``n k``, not ``n^2``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from ..collections.graph import RecordArrays, neighbor_graph, record_arrays, require_records
+from ..core.errors import InvalidInputError
+from ..core.validation import check_choice, check_int, check_name
+
+Method = Literal["kmeans", "hdbscan"]
+#: HDBSCAN switches from raw features to the sparse neighbour graph above this many records
+GRAPH_ABOVE = 5_000
+NOISE = -1
+
+
+@dataclass(frozen=True)
+class Cluster:
+    label: int
+    size: int
+    terms: list[str]
+    central_ids: list[str]
+    central_documents: list[str | None] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "size": self.size, "terms": self.terms, "central_ids": self.central_ids,
+                "central_documents": [(d or "")[:200] for d in self.central_documents]}
+
+
+@dataclass(frozen=True)
+class Clustering:
+    """``labels[i]`` is the cluster of ``ids[i]`` (``-1``: HDBSCAN noise)."""
+
+    method: str
+    ids: list[str]
+    labels: np.ndarray
+    clusters: list[Cluster]
+    seconds: float = 0.0
+
+    @property
+    def noise(self) -> int:
+        return int((self.labels == NOISE).sum())
+
+    def label_of(self) -> dict[str, int]:
+        return dict(zip(self.ids, self.labels.tolist()))
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "records": len(self.ids), "clusters": [c.to_dict() for c in self.clusters],
+                "noise": self.noise, "seconds": round(self.seconds, 3)}
+
+
+def cluster(
+    col, method: Method = "kmeans", *, n_clusters: int = 8, min_cluster_size: int = 10, where: dict | None = None,
+    n_terms: int = 8, n_central: int = 3, write_to: str | None = None, seed: int = 0,
+) -> Clustering:
+    """Cluster the records of ``col`` (or those matching ``where``).
+
+    ``kmeans`` needs ``n_clusters``; ``hdbscan`` finds the number itself from
+    ``min_cluster_size`` and marks noise as ``-1``. ``write_to`` names a metadata key
+    that receives each record's cluster id (the records are otherwise unchanged).
+    """
+    check_choice(method, "method", "cluster", ("kmeans", "hdbscan"))
+    n_clusters = check_int(n_clusters, "n_clusters", "cluster", 1, 100_000)
+    min_cluster_size = check_int(min_cluster_size, "min_cluster_size", "cluster", 2, 10_000_000)
+    n_terms = check_int(n_terms, "n_terms", "cluster", 0, 100)
+    n_central = check_int(n_central, "n_central", "cluster", 0, 100)
+    seed = check_int(seed, "seed", "cluster", 0, 2**32 - 1)
+    if write_to is not None:
+        check_name(write_to, "metadata key")
+    t0 = time.perf_counter()
+    rec = record_arrays(col, where)
+    require_records(rec, col, "Clustering")
+    n = len(rec)
+    if method == "kmeans":
+        if n_clusters > n:
+            raise InvalidInputError(
+                f"cluster asked for n_clusters={n_clusters} but only {n} record(s) match; "
+                f"ask for at most {n} clusters, or add records."
+            )
+        labels = _kmeans(rec.vectors, n_clusters, seed, col.spec.metric)
+    else:
+        if min_cluster_size > n:
+            raise InvalidInputError(
+                f"cluster asked for min_cluster_size={min_cluster_size} but only {n} record(s) match; "
+                "lower min_cluster_size."
+            )
+        labels = _hdbscan(col, rec, min_cluster_size, where)
+    clusters = describe(rec, labels, n_terms=n_terms, n_central=n_central)
+    if write_to is not None:
+        write_labels(col, rec, labels, write_to)
+    return Clustering(method, rec.ids, labels, clusters, time.perf_counter() - t0)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _kmeans(x: np.ndarray, k: int, seed: int, metric: str) -> np.ndarray:
+    from sklearn.cluster import KMeans
+
+    data = _unit(x) if metric == "cosine" else x  # cosine: k-means on the unit sphere
+    return KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(data).astype(np.int64)
+
+
+def _hdbscan(col, rec: RecordArrays, min_cluster_size: int, where) -> np.ndarray:
+    from sklearn.cluster import HDBSCAN
+
+    n = len(rec)
+    if n <= GRAPH_ABOVE:
+        data = _unit(rec.vectors) if col.spec.metric == "cosine" else rec.vectors
+        return HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(data).astype(np.int64)
+    from scipy.sparse import csr_matrix
+
+    k = min(n - 1, max(2 * min(min_cluster_size, 50), 15))
+    graph = neighbor_graph(col, k, where, records=rec)
+    ok = graph.indices >= 0
+    rows = np.repeat(np.arange(n), graph.k)[ok.ravel()]
+    dist = np.maximum(graph.distances[ok], 1e-9).astype(np.float64)  # stored zeros would read as "no edge"
+    if col.spec.metric == "dot":
+        dist = dist - dist.min() + 1e-9
+    mat = csr_matrix((dist, (rows, graph.indices[ok])), shape=(n, n))
+    mat = mat.maximum(mat.T).tocsr()  # symmetric: an edge either way counts
+    return HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min(min_cluster_size, k), metric="precomputed",
+                   copy=True).fit_predict(mat).astype(np.int64)
+
+
+def describe(rec: RecordArrays, labels: np.ndarray, *, n_terms: int = 8, n_central: int = 3) -> list[Cluster]:
+    """c-TF-IDF terms and central records of each cluster (noise excluded), largest first."""
+    found = sorted(set(labels.tolist()) - {NOISE})
+    terms = _ctfidf_terms(rec.documents, labels, found, n_terms)
+    unit = _unit(rec.vectors)
+    out = []
+    for j, c in enumerate(found):
+        members = np.flatnonzero(labels == c)
+        centre = unit[members].mean(axis=0)
+        order = members[np.argsort(-(unit[members] @ centre), kind="stable")[:n_central]]
+        out.append(Cluster(int(c), len(members), terms[j], [rec.ids[i] for i in order],
+                           [rec.documents[i] for i in order]))
+    out.sort(key=lambda c: (-c.size, c.label))
+    return out
+
+
+def _ctfidf_terms(documents: list, labels: np.ndarray, found: list[int], n_terms: int) -> list[list[str]]:
+    if n_terms == 0 or not any(documents):
+        return [[] for _ in found]
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    joined = [" ".join(d for d, lab in zip(documents, labels) if lab == c and d) for c in found]
+    try:
+        vec = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9_]+\b")
+        counts = vec.fit_transform(joined).astype(np.float64)
+    except ValueError:  # no usable words at all (only stop words, digits)
+        return [[] for _ in found]
+    words = vec.get_feature_names_out()
+    per_class = np.asarray(counts.sum(axis=1)).ravel()
+    tf = counts.multiply(1.0 / np.maximum(per_class, 1)[:, None]).tocsr()
+    f_t = np.asarray(counts.sum(axis=0)).ravel()
+    avg = per_class.mean()
+    scores = tf.multiply(np.log1p(avg / np.maximum(f_t, 1))[None, :]).toarray()
+    out = []
+    for row in scores:
+        top = np.argsort(-row, kind="stable")[:n_terms]
+        out.append([str(words[i]) for i in top if row[i] > 0])
+    return out
+
+
+def write_labels(col, rec: RecordArrays, labels: np.ndarray, key: str, batch: int = 5_000) -> int:
+    """Set ``metadata[key]`` to each record's cluster id (vectors and documents kept)."""
+    total = 0
+    for s in range(0, len(rec), batch):
+        part = slice(s, s + batch)
+        metas = [{**m, key: int(lab)} for m, lab in zip(rec.metadatas[part], labels[part].tolist())]
+        res = col.upsert(rec.ids[part], documents=rec.documents[part], metadatas=metas,
+                         vectors=rec.vectors[part], space=col.spec)
+        total += res.added + res.replaced
+    return total
