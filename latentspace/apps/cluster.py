@@ -184,7 +184,7 @@ def write_labels(col, rec: RecordArrays, labels: np.ndarray, key: str, batch: in
     total = 0
     for s in range(0, len(rec), batch):
         part = slice(s, s + batch)
-        metas = [{**m, key: int(lab)} for m, lab in zip(rec.metadatas[part], labels[part].tolist())]
+        metas = [{**m, key: lab} for m, lab in zip(rec.metadatas[part], labels[part].tolist())]
         res = col.upsert(rec.ids[part], documents=rec.documents[part], metadatas=metas,
                          vectors=rec.vectors[part], space=col.spec)
         total += res.added + res.replaced
