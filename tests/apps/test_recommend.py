@@ -1,0 +1,71 @@
+"""Recommendation from examples on digits: both strategies, negatives, exclusions, bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+import latentspace as ls
+from latentspace.apps.recommend import recommend
+
+
+def ids_of(col, label, n, split="train"):
+    return [r.id for r in col.get(where={"label": label, "split": split}, limit=n)]
+
+
+def labels(col, hits):
+    got = {r.id: r.metadata["label"] for r in col.get(ids=[h.id for h in hits])}
+    return [got[h.id] for h in hits]
+
+
+@pytest.mark.parametrize("strategy", ["average", "best_score"])
+def test_more_like_these(digits_col, strategy):
+    pos = ids_of(digits_col, 7, 3)
+    hits = recommend(digits_col, pos, k=20, strategy=strategy)
+    assert len(hits) == 20 and not {h.id for h in hits} & set(pos)
+    assert labels(digits_col, hits).count(7) >= 18
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+@pytest.mark.parametrize("strategy", ["average", "best_score"])
+def test_negatives_push_away(digits_col, strategy):
+    # 1s and 7s look alike: with 1s as negatives, fewer 1s come back
+    pos = ids_of(digits_col, 1, 5)
+    neg = ids_of(digits_col, 7, 5)
+    plain = labels(digits_col, recommend(digits_col, pos, k=60, strategy=strategy))
+    pushed = labels(digits_col, recommend(digits_col, pos, neg, k=60, strategy=strategy))
+    assert pushed.count(7) <= plain.count(7)
+    assert pushed.count(1) >= 50
+
+
+def test_best_score_keeps_both_modes_of_the_examples(digits_col):
+    pos = ids_of(digits_col, 0, 3) + ids_of(digits_col, 6, 3)
+    best = labels(digits_col, recommend(digits_col, pos, k=30, strategy="best_score"))
+    assert best.count(0) >= 8 and best.count(6) >= 8 and best.count(0) + best.count(6) >= 28
+
+
+def test_filter_and_large_k(digits_col):
+    pos = ids_of(digits_col, 3, 2)
+    hits = recommend(digits_col, pos, k=50, where={"split": "test"})
+    assert len(hits) == 50 and all(r.metadata["split"] == "test" for r in digits_col.get(ids=[h.id for h in hits]))
+    everything = recommend(digits_col, pos, k=5000)
+    assert len(everything) == len(digits_col) - 2
+
+
+def test_bad_input(store, digits_col):
+    n = len(digits_col)
+    with pytest.raises(ls.NotFoundError, match="nope"):
+        recommend(digits_col, ["d1", "nope"])
+    with pytest.raises(ls.NotFoundError, match="negative"):
+        recommend(digits_col, ["d1"], ["gone"])
+    with pytest.raises(ls.InvalidInputError, match="both positive and negative"):
+        recommend(digits_col, ["d1"], ["d1"])
+    with pytest.raises(ls.InvalidInputError, match="strategy"):
+        recommend(digits_col, ["d1"], strategy="popular")
+    with pytest.raises(ls.InvalidInputError, match="'k'"):
+        recommend(digits_col, ["d1"], k=10**9)
+    with pytest.raises(ls.InvalidInputError, match="list of strings"):
+        recommend(digits_col, "d1")
+    empty = store.create_collection("e", space=ls.SpaceSpec(model="test/x", dim=4))
+    with pytest.raises(ls.NotFoundError):
+        recommend(empty, ["a"])
+    assert len(digits_col) == n
