@@ -24,6 +24,7 @@ from .core.errors import (
     StoreFormatError,
     StoreLockedError,
     TrainingDivergedError,
+    UpstreamError,
 )
 from .core.space import SpaceSpec
 from .embed import Encoder, default_encoder, encoder_from_config
@@ -45,6 +46,11 @@ def __getattr__(name: str):
         from .embed.openai import OpenAICompatibleEncoder
 
         return OpenAICompatibleEncoder
+    if name in ("apps", "rag"):  # scikit-learn and scipy load with them
+        import importlib
+
+        apps = importlib.import_module(".apps", __name__)
+        return apps if name == "apps" else apps.rag
     raise AttributeError(f"module 'latentspace' has no attribute {name!r}")
 
 
@@ -69,6 +75,9 @@ __all__ = [
     "Record",
     "HnswParams",
     "distances",
+    # applications (rag, recommend, cluster, dedup, outliers, classify)
+    "apps",
+    "rag",
     # errors
     "LatentSpaceError",
     "InvalidInputError",
@@ -80,6 +89,7 @@ __all__ = [
     "StoreLockedError",
     "ModelLoadError",
     "EncodingError",
+    "UpstreamError",
     "NotFittedError",
     "BackendUnavailableError",
     "TrainingDivergedError",

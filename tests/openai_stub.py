@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -35,6 +36,8 @@ class StubServer:
                 stub.requests.append(body)
                 stub.headers.append(dict(self.headers))
                 mode = stub.script.pop(0) if stub.script else "ok"
+                if self.path.endswith("/chat/completions"):
+                    return self._chat(body, mode)
                 texts = body["input"]
                 if mode == "429":
                     return self._send(429, {"error": "slow down"}, {"Retry-After": "0"})
@@ -59,6 +62,17 @@ class StubServer:
                 data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vecs)]
                 data.reverse()  # servers may answer out of order; index says where each goes
                 self._send(200, {"object": "list", "data": data, "model": body["model"]})
+
+            def _chat(self, body, mode):
+                """Replies citing [1], then [2] twice, and a [99] that no context has."""
+                if mode in ("429", "500", "401"):
+                    return self._send(int(mode), {"error": mode}, {"Retry-After": "0"})
+                if mode == "malformed":
+                    return self._send(200, {"choices": []})
+                n_sources = len(re.findall(r"^\[\d+\] ", body["messages"][-1]["content"], flags=re.M))
+                reply = f"From the sources [1] and [2], and again [2]; not [99]. ({n_sources} sources seen)"
+                self._send(200, {"model": body["model"], "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+                                 "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]})
 
             def _send(self, code, payload, headers=None):
                 raw = json.dumps(payload).encode()

@@ -9,7 +9,7 @@ EXPECTED = {
     "Collection", "WriteResult", "Hit", "Record", "HnswParams", "distances", "LatentSpaceError", "InvalidInputError",
     "SpaceMismatchError", "NotFoundError", "AlreadyExistsError", "CorruptStoreError", "StoreFormatError",
     "StoreLockedError", "ModelLoadError", "EncodingError", "NotFittedError", "BackendUnavailableError", "AuthError",
-    "TrainingDivergedError",
+    "TrainingDivergedError", "UpstreamError", "apps", "rag",
 }
 
 
@@ -31,6 +31,14 @@ def test_errors_share_one_base_and_carry_http_status():
 
 
 def test_import_is_light():
-    code = "import sys, latentspace; print('torch' in sys.modules, 'sentence_transformers' in sys.modules)"
+    code = ("import sys, latentspace; print('torch' in sys.modules, 'sentence_transformers' in sys.modules, "
+            "'sklearn' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["False", "False"]
+    assert out == ["False", "False", "False"]
+
+
+def test_apps_are_reachable_from_the_package():
+    from latentspace.apps import rag
+
+    assert ls.rag is rag and ls.apps.retrieve_context is rag.retrieve_context
+    assert set(ls.apps.__all__) <= set(dir(ls.apps))

@@ -1,1 +1,23 @@
-"""What people build on embeddings, each a small module that works on any Collection."""
+"""What people build on embeddings, each a small module that works on any Collection.
+
+>>> from latentspace import apps
+>>> apps.find_duplicates(col, threshold=0.95)        # doctest: +SKIP
+>>> ls.rag.retrieve_context(col, "question", token_budget=800)   # doctest: +SKIP
+"""
+
+from . import rag
+from .classify import LinearProbe, Prediction, ZeroShotClassifier, knn_classify
+from .cluster import Cluster, Clustering, cluster
+from .dedup import DuplicateGroup, DuplicateReport, find_duplicates, remove_duplicates
+from .outliers import OutlierReport, outlier_scores
+from .rag import Context, Source, answer, retrieve_context
+from .recommend import recommend
+
+__all__ = [
+    "rag", "retrieve_context", "answer", "Context", "Source",
+    "recommend",
+    "cluster", "Cluster", "Clustering",
+    "find_duplicates", "remove_duplicates", "DuplicateGroup", "DuplicateReport",
+    "outlier_scores", "OutlierReport",
+    "knn_classify", "LinearProbe", "ZeroShotClassifier", "Prediction",
+]

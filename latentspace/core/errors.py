@@ -13,6 +13,7 @@ and carries the HTTP status the server answers with::
     ├── StoreLockedError (503)                      another writer holds the lock
     ├── ModelLoadError (500)                        model missing, altered or unloadable
     ├── EncodingError (502)                         an encoder returned unusable output
+    ├── UpstreamError (502)                         a remote API (chat completions) failed or answered badly
     ├── NotFittedError (409)                        estimator used before ``fit``
     ├── BackendUnavailableError (501)               optional extra not installed
     ├── TrainingDivergedError (500)                 a loss became NaN/inf (last good weights kept)
@@ -89,6 +90,11 @@ class EncodingError(LatentSpaceError):
     exit_code = 9
 
 
+class UpstreamError(LatentSpaceError):
+    http_status = 502
+    exit_code = 14
+
+
 class NotFittedError(LatentSpaceError):
     http_status = 409
     exit_code = 10
@@ -120,6 +126,7 @@ __all__ = [
     "StoreLockedError",
     "ModelLoadError",
     "EncodingError",
+    "UpstreamError",
     "NotFittedError",
     "BackendUnavailableError",
     "TrainingDivergedError",

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import random
-import time
 from typing import Any
 
 import numpy as np
 
-from ..core.errors import AuthError, EncodingError, InvalidInputError
+from ..core.errors import EncodingError, InvalidInputError
+from ..core.http import post_json
 from ..core.space import SpaceSpec
 from ..core.validation import check_int
 from .base import Encoder
 
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 class OpenAICompatibleEncoder(Encoder):
@@ -92,49 +89,18 @@ class OpenAICompatibleEncoder(Encoder):
     def close(self) -> None:
         self._client.close()
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key_env:
-            key = os.environ.get(self.api_key_env)
-            if key:
-                headers["Authorization"] = f"Bearer {key}"
-        return headers
-
     def _request(self, texts: list[str]) -> list[list[float]]:
-        import httpx
-
         body: dict[str, Any] = {"model": self.model_name, "input": texts, "encoding_format": "float"}
         if self.request_dimensions and self._options.get("truncate_dim"):
             body["dimensions"] = self._options["truncate_dim"]
         url = f"{self.base_url}/embeddings"
-        attempt = 0
-        while True:
-            try:
-                resp = self._client.post(url, json=body, headers=self._headers())
-            except httpx.TransportError as exc:
-                if attempt >= self.max_retries:
-                    raise EncodingError(f"Embeddings API at {url} unreachable after {attempt + 1} tries: {exc}") from None
-                self._sleep(attempt, None)
-                attempt += 1
-                continue
-            if resp.status_code in RETRY_STATUS and attempt < self.max_retries:
-                self._sleep(attempt, resp.headers.get("retry-after"))
-                attempt += 1
-                continue
-            break
-        if resp.status_code in (401, 403):
-            raise AuthError(
-                f"Embeddings API at {url} refused the request ({resp.status_code}). Set a valid key in the "
-                f"environment variable {self.api_key_env!r}."
-            )
-        if resp.status_code != 200:
-            raise EncodingError(f"Embeddings API at {url} answered {resp.status_code}: {resp.text[:200]}")
+        payload = post_json(self._client, url, body, api_key_env=self.api_key_env, max_retries=self.max_retries,
+                            backoff=self.backoff, error=EncodingError, what="Embeddings API")
         try:
-            payload = resp.json()
             data = payload["data"]
             items = sorted(data, key=lambda d: d.get("index", 0))
             vectors = [item["embedding"] for item in items]
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise EncodingError(
                 f"Embeddings API at {url} sent a malformed response (expected {{'data': [{{'embedding': [...]}}]}}): {exc!r}"
             ) from None
@@ -144,15 +110,6 @@ class OpenAICompatibleEncoder(Encoder):
         if len(lengths) != 1 or -1 in lengths:
             raise EncodingError(f"Embeddings API at {url} returned vectors of unequal or invalid lengths {sorted(lengths)}.")
         return vectors
-
-    def _sleep(self, attempt: int, retry_after: str | None) -> None:
-        delay = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
-        if retry_after:
-            try:
-                delay = max(delay, min(float(retry_after), 60.0))
-            except ValueError:
-                pass
-        time.sleep(delay)
 
     def _encode_raw(self, texts: list[str]) -> np.ndarray:
         rows: list[list[float]] = []
