@@ -8,6 +8,7 @@
 from . import rag
 from .classify import LinearProbe, Prediction, ZeroShotClassifier, knn_classify
 from .cluster import Cluster, Clustering, cluster
+from .matryoshka import MatryoshkaFunnel
 from .dedup import DuplicateGroup, DuplicateReport, find_duplicates, remove_duplicates
 from .outliers import OutlierReport, outlier_scores
 from .rag import Context, Source, answer, retrieve_context
@@ -19,5 +20,6 @@ __all__ = [
     "cluster", "Cluster", "Clustering",
     "find_duplicates", "remove_duplicates", "DuplicateGroup", "DuplicateReport",
     "outlier_scores", "OutlierReport",
+    "MatryoshkaFunnel",
     "knn_classify", "LinearProbe", "ZeroShotClassifier", "Prediction",
 ]

@@ -22,8 +22,10 @@ def _registry() -> dict[str, Any]:
     from .openai import OpenAICompatibleEncoder
     from .sentence_transformers import SentenceTransformerEncoder
     from .transformers import TransformersEncoder
+    from .truncated import TruncatedEncoder
 
-    return {cls.kind: cls for cls in (SentenceTransformerEncoder, TransformersEncoder, OpenAICompatibleEncoder)}
+    classes = (SentenceTransformerEncoder, TransformersEncoder, OpenAICompatibleEncoder, TruncatedEncoder)
+    return {cls.kind: cls for cls in classes}
 
 
 def encoder_from_config(config: dict[str, Any]) -> Encoder:
@@ -38,6 +40,8 @@ def encoder_from_config(config: dict[str, Any]) -> Encoder:
     if kind == "sentence-transformers" and options.get("model") == DEFAULT_MODEL:
         options.pop("model")
         return default_encoder(**options)
+    if kind == "truncated":
+        return registry[kind].from_config(**options)
     return registry[kind](**options)
 
 

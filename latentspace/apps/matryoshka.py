@@ -1,0 +1,110 @@
+"""Matryoshka funnel search: a short-vector index finds candidates, the full vectors re-rank them.
+
+A funnel is two ordinary collections that share ids: ``coarse`` holds the vectors cut to
+``dim`` values (its own space, ``truncate_dim=dim``) and is what the ANN index searches;
+``full`` holds the full vectors. A query is embedded once at full size, cut for the coarse
+search, and its ``candidates`` are re-scored exactly against their full vectors.
+
+>>> funnel = MatryoshkaFunnel.create(store, "docs", encoder, dim=128)   # doctest: +SKIP
+>>> funnel.add(ids, documents)                                             # doctest: +SKIP
+>>> funnel.search("question", k=10, candidates=100)                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..collections.hits import Hit
+from ..core.errors import SpaceMismatchError
+from ..core.validation import MAX_K, check_int, check_k, check_query_text
+from ..embed.truncated import TruncatedEncoder, truncate
+
+
+def coarse_name(name: str, dim: int) -> str:
+    return f"{name}-d{dim}"
+
+
+class MatryoshkaFunnel:
+    """Search ``coarse`` (truncated space) and re-rank with ``full`` (same model, full vectors)."""
+
+    def __init__(self, coarse, full):
+        c, f = coarse.spec, full.spec
+        if c.truncate_dim is None or c.truncate_dim >= f.dim:
+            raise SpaceMismatchError(
+                f"The coarse collection {coarse.name!r} must be a truncation of {full.name!r}: its space has "
+                f"truncate_dim={c.truncate_dim}, the full space is {f.dim}-d."
+            )
+        expected = dataclasses.replace(f, dim=c.truncate_dim, truncate_dim=c.truncate_dim)
+        expected.require_same(c, f"Funnel {coarse.name!r} -> {full.name!r}")
+        self.coarse, self.full = coarse, full
+        self.dim = c.truncate_dim
+
+    @classmethod
+    def create(cls, store, name: str, encoder, dim: int, *, metric: str = "cosine") -> MatryoshkaFunnel:
+        """Create the full collection ``name`` and the coarse ``name-d{dim}`` for ``encoder``."""
+        small = TruncatedEncoder(encoder, dim)
+        full = store.create_collection(name, encoder=encoder, metric=metric)
+        try:
+            coarse = store.create_collection(coarse_name(name, dim), encoder=small, metric=metric)
+        except Exception:
+            store.delete_collection(name)
+            raise
+        return cls(coarse, full)
+
+    @classmethod
+    def open(cls, store, name: str, dim: int, encoder=None) -> MatryoshkaFunnel:
+        full = store.get_collection(name, encoder=encoder)
+        small = TruncatedEncoder(encoder, dim) if encoder is not None else None
+        return cls(store.get_collection(coarse_name(name, dim), encoder=small), full)
+
+    def __len__(self) -> int:
+        return len(self.full)
+
+    def add(self, ids, documents=None, metadatas=None, *, vectors=None, space=None) -> None:
+        """Add to both collections; documents are embedded once, at full size."""
+        if vectors is None:
+            vectors = self.full.encoder.encode_documents(documents)
+            space = self.full.spec
+        self.full.upsert(ids, documents, metadatas, vectors=vectors, space=space)
+        self.coarse.upsert(ids, documents, metadatas, vectors=truncate(vectors, self.full.spec, self.dim),
+                           space=self.coarse.spec)
+
+    def delete(self, ids) -> int:
+        self.coarse.delete(ids=ids)
+        return self.full.delete(ids=ids)
+
+    def search(self, query: str | None = None, *, vector=None, space=None, k: int = 10, candidates: int | None = None,
+               where: dict | None = None) -> list[Hit]:
+        """Top ``k`` by full-vector score among the coarse index's top ``candidates`` (default ``10 k``)."""
+        k = check_k(k, "funnel search")
+        candidates = check_int(candidates if candidates is not None else min(MAX_K, 10 * k), "candidates",
+                               "funnel search", k, MAX_K)
+        if vector is None:
+            check_query_text(query, "funnel search")
+            q = self.full.encoder.encode_queries([query])[0]
+        else:
+            q = self.full._check_vectors(np.asarray(vector)[None] if np.ndim(vector) == 1 else vector, space,
+                                         "query vector")[0]
+        qc = truncate(q[None], self.full.spec, self.dim)[0]
+        # a wide candidate list needs a wide graph walk: ef = 2 x candidates
+        cand = self.coarse.search(vector=qc, space=self.coarse.spec, k=candidates, where=where,
+                                  ef=min(100_000, 2 * candidates))
+        if not cand:
+            return []
+        recs = self.full.get(ids=[h.id for h in cand], include_vectors=True)
+        if not recs:
+            return []
+        x = np.stack([r.vector for r in recs])
+        metric = self.full.spec.metric
+        if metric == "l2":
+            dist = np.linalg.norm(x - q, axis=1)
+            score = -dist
+        else:
+            sim = x @ q if metric == "dot" or self.full.spec.normalize else (x @ q) / np.maximum(
+                np.linalg.norm(x, axis=1) * np.linalg.norm(q), 1e-12)
+            dist, score = 1.0 - sim, sim
+        order = np.argsort(-score, kind="stable")[:k]
+        return [Hit(recs[i].id, float(score[i]), recs[i].document, recs[i].metadata, float(dist[i]))
+                for i in order.tolist()]
