@@ -46,6 +46,10 @@ def __getattr__(name: str):
         from .embed.openai import OpenAICompatibleEncoder
 
         return OpenAICompatibleEncoder
+    if name == "CLIPEncoder":
+        from .embed.clip import CLIPEncoder
+
+        return CLIPEncoder
     if name in ("apps", "rag"):  # scikit-learn and scipy load with them
         import importlib
 
@@ -63,6 +67,7 @@ __all__ = [
     "SentenceTransformerEncoder",
     "TransformersEncoder",
     "OpenAICompatibleEncoder",
+    "CLIPEncoder",
     "default_encoder",
     "encoder_from_config",
     # store and collections

@@ -114,3 +114,15 @@ def snapshot(col) -> list[tuple]:
 
 def slow_enabled() -> bool:
     return os.environ.get("LATENTSPACE_SLOW") == "1"
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory, digits):
+    """A tiny CLIP trained for a few seconds on the digits of the train split (i % 4 != 0)."""
+    from latentspace.data.tiny_clip import build_tiny_clip, train_tiny_clip
+
+    x, y = digits
+    train = np.arange(len(y)) % 4 != 0
+    folder = build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
+    train_tiny_clip(folder, x[train].reshape(-1, 8, 8), y[train], steps=300)
+    return folder

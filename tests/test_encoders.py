@@ -29,9 +29,15 @@ def stub():
     s.close()
 
 
-@pytest.fixture(params=["default", "st-tiny", "tf-mean", "tf-cls", "tf-last", "openai"])
+@pytest.fixture(params=["default", "st-tiny", "tf-mean", "tf-cls", "tf-last", "openai", "clip", "truncated"])
 def encoder(request, tiny_st, tiny_bert, stub):
     kind = request.param
+    if kind == "clip":
+        return ls.CLIPEncoder(str(request.getfixturevalue("tiny_clip")))
+    if kind == "truncated":
+        from latentspace.embed.truncated import TruncatedEncoder
+
+        return TruncatedEncoder(request.getfixturevalue("tiny_encoder"), 16)
     if kind == "default":
         return request.getfixturevalue("default_enc")
     if kind == "st-tiny":

@@ -9,7 +9,7 @@ EXPECTED = {
     "Collection", "WriteResult", "Hit", "Record", "HnswParams", "distances", "LatentSpaceError", "InvalidInputError",
     "SpaceMismatchError", "NotFoundError", "AlreadyExistsError", "CorruptStoreError", "StoreFormatError",
     "StoreLockedError", "ModelLoadError", "EncodingError", "NotFittedError", "BackendUnavailableError", "AuthError",
-    "TrainingDivergedError", "UpstreamError", "apps", "rag",
+    "TrainingDivergedError", "UpstreamError", "apps", "rag", "CLIPEncoder",
 }
 
 

@@ -9,6 +9,7 @@ from . import rag
 from .classify import LinearProbe, Prediction, ZeroShotClassifier, knn_classify
 from .cluster import Cluster, Clustering, cluster
 from .matryoshka import MatryoshkaFunnel
+from .images import add_images, search_images
 from .dedup import DuplicateGroup, DuplicateReport, find_duplicates, remove_duplicates
 from .outliers import OutlierReport, outlier_scores
 from .rag import Context, Source, answer, retrieve_context
@@ -21,5 +22,6 @@ __all__ = [
     "find_duplicates", "remove_duplicates", "DuplicateGroup", "DuplicateReport",
     "outlier_scores", "OutlierReport",
     "MatryoshkaFunnel",
+    "add_images", "search_images",
     "knn_classify", "LinearProbe", "ZeroShotClassifier", "Prediction",
 ]

@@ -19,12 +19,13 @@ def default_encoder(**options: Any):
 
 
 def _registry() -> dict[str, Any]:
+    from .clip import CLIPEncoder
     from .openai import OpenAICompatibleEncoder
     from .sentence_transformers import SentenceTransformerEncoder
     from .transformers import TransformersEncoder
     from .truncated import TruncatedEncoder
 
-    classes = (SentenceTransformerEncoder, TransformersEncoder, OpenAICompatibleEncoder, TruncatedEncoder)
+    classes = (SentenceTransformerEncoder, TransformersEncoder, OpenAICompatibleEncoder, TruncatedEncoder, CLIPEncoder)
     return {cls.kind: cls for cls in classes}
 
 
