@@ -54,6 +54,36 @@ class MatryoshkaFunnel:
         return cls(coarse, full)
 
     @classmethod
+    def build(cls, full, dim: int, *, batch: int = 5_000) -> MatryoshkaFunnel:
+        """Create (or bring up to date) the coarse ``{name}-d{dim}`` of an existing collection from
+        its stored vectors: nothing is re-embedded. Records gone from ``full`` leave the coarse one."""
+        from ..collections.graph import record_arrays
+        from ..core.errors import NotFoundError
+
+        store = full.store
+        name = coarse_name(full.name, dim)
+        if full.has_encoder:
+            small_enc = TruncatedEncoder(full.encoder, dim)
+            kw = {"encoder": small_enc, "metric": full.spec.metric}
+        else:
+            check_int(dim, "dim", "MatryoshkaFunnel.build", 1, full.spec.dim - 1)
+            kw = {"space": dataclasses.replace(full.spec, dim=dim, truncate_dim=dim)}
+        try:
+            coarse = store.get_collection(name, encoder=kw.get("encoder"))
+        except NotFoundError:
+            coarse = store.create_collection(name, **kw)
+        funnel = cls(coarse, full)
+        rec = record_arrays(full)
+        for s in range(0, len(rec), batch):
+            part = slice(s, s + batch)
+            coarse.upsert(rec.ids[part], rec.documents[part], rec.metadatas[part],
+                          vectors=truncate(rec.vectors[part], full.spec, dim), space=coarse.spec)
+        gone = sorted({r.id for r in coarse.get()} - set(rec.ids))
+        if gone:
+            coarse.delete(ids=gone)
+        return funnel
+
+    @classmethod
     def open(cls, store, name: str, dim: int, encoder=None) -> MatryoshkaFunnel:
         full = store.get_collection(name, encoder=encoder)
         small = TruncatedEncoder(encoder, dim) if encoder is not None else None

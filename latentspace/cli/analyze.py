@@ -52,7 +52,7 @@ def report_cmd(
 ) -> None:
     """One self-contained HTML page: projection, diagnostics with explanations, comparison."""
     from ..analysis.report import report_html
-    from .app import console, emit_json
+    from .common import console, emit_json
 
     space, store = load_space(source, collection)
     try:
@@ -86,7 +86,7 @@ def diagnose_cmd(
 ) -> None:
     """Distance concentration, hubness, isotropy, intrinsic dimension and norms, explained."""
     from ..analysis.diagnostics import diagnose
-    from .app import console, emit_json
+    from .common import console, emit_json
 
     space, store = load_space(source, collection)
     try:
@@ -122,7 +122,7 @@ def project_cmd(
 ) -> None:
     """Project to 2-D or 3-D and draw it (PNG, or interactive HTML that opens offline)."""
     from ..analysis.projection import as_projection, project_collection, to_html, to_png
-    from .app import console, emit_json
+    from .common import console, emit_json
 
     if output.suffix not in (".png", ".html"):
         raise InvalidInputError(f"--output must end in .png or .html; got {output.name!r}.")
@@ -154,7 +154,7 @@ def layers_cmd(
     """A transformer's geometry layer by layer: diagnostics per layer and CKA between layers."""
     from ..data import docstring_items
     from ..embed.layers import heatmap_html, heatmap_png, layer_geometry
-    from .app import console, emit_json
+    from .common import console, emit_json
 
     if output.suffix not in (".png", ".html"):
         raise InvalidInputError(f"--output must end in .png or .html; got {output.name!r}.")
@@ -203,7 +203,7 @@ def compare_cmd(
 ) -> None:
     """CKA (linear, debiased, RBF), kNN overlap and similarity rank correlation of two spaces."""
     from ..analysis.compare import compare
-    from .app import console, emit_json
+    from .common import console, emit_json
 
     a, b, _, _ = _paired_vectors(source, first, second, max_points, seed)
     out = compare(a, b, k=k, seed=seed)
@@ -231,7 +231,7 @@ def align_cmd(
 ) -> None:
     """Fit an aligner on paired items, report held-out P@1 (NN and CSLS) before and after, save it."""
     from ..analysis.align import Aligner, retrieval_precision
-    from .app import console, emit_json
+    from .common import console, emit_json
 
     if not 0.0 < holdout < 1.0:
         raise InvalidInputError(f"--holdout must be between 0 and 1; got {holdout}.")

@@ -9,13 +9,22 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..core.errors import InvalidInputError, LatentSpaceError
+from .common import (  # noqa: F401  (re-exported for the command modules)
+    STATE,
+    console,
+    emit_json,
+    err_console,
+    first_line,
+    hits_table,
+    open_existing_store,
+    parse_json_option,
+)
 
 app = typer.Typer(
     name="latentspace",
@@ -27,57 +36,9 @@ app = typer.Typer(
 collection_app = typer.Typer(help="Create, list, inspect and drop collections.", no_args_is_help=True)
 app.add_typer(collection_app, name="collection")
 
-def _console(stderr: bool = False, **kw) -> Console:
-    import os
-
-    # piped output gets a readable width rather than Rich's 80-column fallback
-    wide = None if (sys.stderr if stderr else sys.stdout).isatty() or os.environ.get("COLUMNS") else 120
-    return Console(stderr=stderr, width=wide, **kw)
-
-
-console = _console()
-err_console = _console(stderr=True)
-STATE = {"debug": False}
-
-
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")) -> None:
     STATE["debug"] = debug
-
-
-def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def parse_json_option(text: str | None, option: str) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"{option} is not valid JSON ({exc.msg} at position {exc.pos}): {text!r}") from None
-
-
-def first_line(text: str | None, width: int = 90) -> str:
-    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
-    return line if len(line) <= width else line[: width - 1] + "…"
-
-
-def hits_table(hits, title: str) -> Table:
-    table = Table(title=title, title_justify="left", expand=False)
-    table.add_column("#", justify="right", style="dim", no_wrap=True, min_width=2)
-    table.add_column("id", style="cyan", overflow="ellipsis", no_wrap=True, min_width=16, max_width=44)
-    table.add_column("score", justify="right", no_wrap=True, min_width=7)
-    table.add_column("first line", overflow="ellipsis", no_wrap=True, min_width=20, max_width=90)
-    for i, h in enumerate(hits, start=1):
-        table.add_row(str(i), h.id, f"{h.score:.4f}", first_line(h.document))
-    return table
-
-
-def open_existing_store(path: Path):
-    from ..storage.store import open_store
-
-    return open_store(path, create=False)
 
 
 # -- collections ---------------------------------------------------------------------------
@@ -86,6 +47,7 @@ def collection_create(
     store: Path = typer.Argument(..., help="Store directory (created if missing)."),
     name: str = typer.Argument(..., help="Collection name."),
     model: Optional[str] = typer.Option(None, help="Embedding model: hub id or local folder (default: all-MiniLM-L6-v2)."),
+    kind: str = typer.Option("sentence-transformers", help="Encoder: sentence-transformers, transformers or clip."),
     dim: Optional[int] = typer.Option(None, help="For your own vectors: their dimension (no encoder)."),
     space_model: Optional[str] = typer.Option(None, help="For your own vectors: the name of the model that made them."),
     metric: str = typer.Option("cosine", help="cosine, dot or l2."),
@@ -111,8 +73,8 @@ def collection_create(
                              truncate_dim=truncate_dim, modality="vector")
             col = st.create_collection(name, space=spec, hnsw=hnsw)
         else:
-            enc = make_encoder(model, normalize=normalize, truncate_dim=truncate_dim, query_prefix=query_prefix,
-                               document_prefix=document_prefix)
+            enc = make_encoder(model, kind=kind, normalize=normalize, truncate_dim=truncate_dim,
+                               query_prefix=query_prefix, document_prefix=document_prefix)
             col = st.create_collection(name, encoder=enc, metric=metric, hnsw=hnsw)
         info = col.info()
     if as_json:
@@ -122,10 +84,24 @@ def collection_create(
                       f"fingerprint {info.spec.fingerprint}")
 
 
-def make_encoder(model: str | None, **options):
+def make_encoder(model: str | None, kind: str = "sentence-transformers", **options):
+    from ..core.validation import check_choice
     from ..embed import default_encoder
     from ..embed.sentence_transformers import DEFAULT_MODEL, SentenceTransformerEncoder
 
+    check_choice(kind, "kind", "collection create", ("sentence-transformers", "transformers", "clip"))
+    if kind == "clip":
+        from ..embed.clip import DEFAULT_CLIP, CLIPEncoder
+
+        if options.pop("truncate_dim", None) is not None:
+            raise InvalidInputError("--truncate-dim is not available for CLIP; use `funnel build` on the collection.")
+        return CLIPEncoder(model or DEFAULT_CLIP, **options)
+    if kind == "transformers":
+        from ..embed.transformers import TransformersEncoder
+
+        if model is None:
+            raise InvalidInputError("--kind transformers needs --model (a hub id or a local folder).")
+        return TransformersEncoder(model, **options)
     if model is None or model == DEFAULT_MODEL:
         return default_encoder(**options)
     return SentenceTransformerEncoder(model, **options)
@@ -367,6 +343,13 @@ from .analyze import analyze_app  # noqa: E402  (registered after the shared hel
 app.add_typer(analyze_app, name="analyze")
 
 from .latent import latent_app  # noqa: E402
+from .apps import COMMANDS as _APP_COMMANDS  # noqa: E402
+from .apps import GROUPS as _APP_GROUPS  # noqa: E402
+
+for _name, _fn in _APP_COMMANDS:  # rag, recommend, cluster, dedup, outliers
+    app.command(_name)(_fn)
+for _name, _group in _APP_GROUPS:  # classify, images, funnel
+    app.add_typer(_group, name=_name)
 
 app.add_typer(latent_app, name="latent")
 

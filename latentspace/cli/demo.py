@@ -26,9 +26,9 @@ def run_demo(store_path: Path, *, limit: int | None = None, rebuild: bool = Fals
     from ..embed import default_encoder
     from ..ingest import chunk_items, ingest
     from ..storage.store import open_store
-    from .app import emit_json, hits_table
+    from .common import emit_json, hits_table
 
-    from .app import _console
+    from .common import _console
 
     console = _console(stderr=as_json, quiet=as_json)
     timings: dict[str, float] = {}

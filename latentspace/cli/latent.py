@@ -55,7 +55,7 @@ def train_cmd(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..latent import LatentConfig, LatentModel, evaluate, save_model, train
-    from .app import console, emit_json, err_console
+    from .common import console, emit_json, err_console
 
     x, _ = load_data(data)
     shape = tuple(x.shape[1:])
@@ -96,7 +96,7 @@ def encode_cmd(
 ) -> None:
     """Encode data to posterior means (float32 .npy): vectors of the model's latent space."""
     from ..latent import load_model
-    from .app import console, emit_json
+    from .common import console, emit_json
 
     model = load_model(model_dir)
     x, _ = load_data(data)
@@ -123,7 +123,7 @@ def sample_cmd(
     """Decode samples from the prior or from a GMM of the aggregate posterior, as a PNG grid."""
     from ..latent import load_model
     from ..latent.navigate import GaussianMixtureSampler, image_grid
-    from .app import console, emit_json
+    from .common import console, emit_json
 
     if sampler not in ("prior", "gmm"):
         raise InvalidInputError(f"--sampler must be prior or gmm; got {sampler!r}.")
@@ -151,7 +151,7 @@ def interpolate_cmd(
     """Decoded path between two items, as a PNG strip."""
     from ..latent import load_model
     from ..latent.navigate import image_grid, interpolate
-    from .app import console, emit_json
+    from .common import console, emit_json
 
     model = load_model(model_dir)
     x, _ = load_data(data)
@@ -179,7 +179,7 @@ def traverse_cmd(
     """Traverse along an attribute direction (--toward LABEL) or along every latent dimension."""
     from ..latent import load_model
     from ..latent.navigate import attribute_direction, image_grid, traverse, traverse_dimensions
-    from .app import console, emit_json
+    from .common import console, emit_json
 
     model = load_model(model_dir)
     x, labels = load_data(data)
@@ -212,7 +212,7 @@ def anomalies_cmd(
 
     from ..latent import load_model
     from ..latent.navigate import anomaly_scores
-    from .app import console, emit_json
+    from .common import console, emit_json
 
     model = load_model(model_dir)
     x, labels = load_data(data)

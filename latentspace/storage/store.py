@@ -167,7 +167,7 @@ class Store:
         metadata: dict | None = None,
     ) -> Collection:
         """Create a collection bound to one space: an encoder's, or a SpaceSpec for your own vectors."""
-        from ..collections.collection import Collection
+        from ..collections.collection import Collection  # noqa: F401  (the return annotation)
 
         if not (isinstance(name, str) and name.startswith("~")):  # the store's own: shadows, retired spaces
             check_name(name)

@@ -13,7 +13,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 import latentspace as ls
-from latentspace.analysis.projection import as_projection, project, project_collection, to_html, to_png
+from latentspace.analysis.projection import as_projection, project, to_html, to_png
 from latentspace.analysis.report import report_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

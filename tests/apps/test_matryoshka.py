@@ -81,3 +81,25 @@ def test_bad_input(store, tiny_encoder):
     with pytest.raises(ls.AlreadyExistsError):
         MatryoshkaFunnel.create(store, "docs", tiny_encoder, 8)
     assert len(f) == 1
+
+
+def test_build_from_an_existing_collection_reuses_its_vectors(store, real_docs, default_enc):
+    texts, vecs, _, qvecs = real_docs
+    full = store.create_collection("docs", encoder=default_enc)
+    full.add([f"p{i}" for i in range(2000)], documents=texts[:2000], vectors=vecs[:2000], space=default_enc.spec)
+    funnel = MatryoshkaFunnel.build(full, 64)
+    assert funnel.coarse.name == "docs-d64" and len(funnel.coarse) == 2000
+    np.testing.assert_allclose(funnel.coarse.get(ids=["p7"], include_vectors=True)[0].vector,
+                               truncate(vecs[7:8], default_enc.spec, 64)[0], atol=1e-6)
+    full.delete(ids=["p7"])
+    full.add(["new"], documents=["a new paragraph"])
+    MatryoshkaFunnel.build(full, 64)  # brought up to date
+    assert {"new"} <= {r.id for r in funnel.coarse.get()} and not funnel.coarse.get(ids=["p7"])
+    hits = funnel.search(vector=qvecs[0], space=default_enc.spec, k=5)
+    exact = full.search(vector=qvecs[0], space=default_enc.spec, k=5, mode="exact")
+    assert hits[0].id == exact[0].id
+    raw = store.create_collection("raw", space=ls.SpaceSpec(model="test/x", dim=8))
+    raw.add(["a", "b"], vectors=np.eye(8, dtype=np.float32)[:2])
+    assert MatryoshkaFunnel.build(raw, 4).coarse.spec.truncate_dim == 4
+    with pytest.raises(ls.InvalidInputError, match="dim"):
+        MatryoshkaFunnel.build(raw, 8)

@@ -91,7 +91,6 @@ def test_nan_guard_keeps_last_good_weights(digits, monkeypatch):
     x, _ = digits
     m = LatentModel(LatentConfig(input_shape=(1, 8, 8), latent_dim=4, hidden=(32,)))
     train(m, x[:200], epochs=2, seed=0)
-    good = {k: v.clone() for k, v in m.state_dict().items()}
     real = m.loss_terms
     calls = {"n": 0}
 

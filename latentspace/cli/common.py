@@ -1,0 +1,61 @@
+"""What every CLI command module shares: consoles, JSON output, tables, opening a store."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ..core.errors import InvalidInputError
+
+
+def _console(stderr: bool = False, **kw) -> Console:
+    import os
+
+    # piped output gets a readable width rather than Rich's 80-column fallback
+    wide = None if (sys.stderr if stderr else sys.stdout).isatty() or os.environ.get("COLUMNS") else 120
+    return Console(stderr=stderr, width=wide, **kw)
+
+
+console = _console()
+err_console = _console(stderr=True)
+STATE = {"debug": False}
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def parse_json_option(text: str | None, option: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{option} is not valid JSON ({exc.msg} at position {exc.pos}): {text!r}") from None
+
+
+def first_line(text: str | None, width: int = 90) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def hits_table(hits, title: str) -> Table:
+    table = Table(title=title, title_justify="left", expand=False)
+    table.add_column("#", justify="right", style="dim", no_wrap=True, min_width=2)
+    table.add_column("id", style="cyan", overflow="ellipsis", no_wrap=True, min_width=16, max_width=44)
+    table.add_column("score", justify="right", no_wrap=True, min_width=7)
+    table.add_column("first line", overflow="ellipsis", no_wrap=True, min_width=20, max_width=90)
+    for i, h in enumerate(hits, start=1):
+        table.add_row(str(i), h.id, f"{h.score:.4f}", first_line(h.document))
+    return table
+
+
+def open_existing_store(path: Path):
+    from ..storage.store import open_store
+
+    return open_store(path, create=False)
