@@ -7,13 +7,13 @@
 
 from . import rag
 from .classify import LinearProbe, Prediction, ZeroShotClassifier, knn_classify
-from .cluster import Cluster, Clustering, cluster
+from .clustering import Cluster, Clustering, cluster
 from .matryoshka import MatryoshkaFunnel
 from .images import add_images, search_images
 from .dedup import DuplicateGroup, DuplicateReport, find_duplicates, remove_duplicates
 from .outliers import OutlierReport, outlier_scores
 from .rag import Context, Source, answer, retrieve_context
-from .recommend import recommend
+from .recommendation import recommend
 
 __all__ = [
     "rag", "retrieve_context", "answer", "Context", "Source",

@@ -17,11 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from ..collections.graph import record_arrays, require_records
+from ..collections.graph import record_arrays, require_records, unit_rows, write_metadata
 from ..core.errors import InvalidInputError, NotFittedError, NotFoundError
 from ..core.space import SpaceSpec
 from ..core.validation import check_float, check_int, check_name, check_vectors
-from .cluster import _unit
 
 PROBE_FORMAT = 1
 
@@ -115,7 +114,7 @@ class LinearProbe:
 
     @staticmethod
     def _prep(x: np.ndarray, spec: SpaceSpec) -> np.ndarray:
-        return _unit(x) if spec.metric == "cosine" else x
+        return unit_rows(x) if spec.metric == "cosine" else x
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
@@ -223,7 +222,7 @@ class ZeroShotClassifier:
         self.label_vectors_ = encoder.encode_queries([template.format(d) for d in descs])
 
     def _from_vectors(self, x: np.ndarray) -> list[Prediction]:
-        sims = _unit(x) @ _unit(self.label_vectors_).T
+        sims = unit_rows(x) @ unit_rows(self.label_vectors_).T
         z = (sims - sims.max(axis=1, keepdims=True)) / self.temperature
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
@@ -246,7 +245,5 @@ class ZeroShotClassifier:
             return {}
         preds = self._from_vectors(rec.vectors)
         if write_to is not None:
-            from .cluster import write_labels
-
-            write_labels(col, rec, np.array([p.label for p in preds], dtype=object), write_to)
+            write_metadata(col, rec, [p.label for p in preds], write_to)
         return dict(zip(rec.ids, preds))

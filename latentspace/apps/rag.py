@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..collections.graph import unit_rows
 from ..core.errors import InvalidInputError, UpstreamError
 from ..core.validation import MAX_K, check_choice, check_float, check_int, check_query_text
 
@@ -79,7 +80,7 @@ def mmr_order(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) ->
         return []
     span = relevance.max() - relevance.min()
     rel = (relevance - relevance.min()) / span if span > 0 else np.ones(n)
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    unit = unit_rows(vectors)
     sims = unit @ unit.T
     picked: list[int] = []
     max_sim = np.full(n, -np.inf)

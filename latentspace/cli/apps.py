@@ -91,7 +91,7 @@ def recommend_cmd(
     where: Optional[str] = WHERE, as_json: bool = JSON,
 ) -> None:
     """Records like the positive examples and unlike the negative ones."""
-    from ..apps.recommend import recommend
+    from ..apps.recommendation import recommend
 
     with open_existing_store(store) as st:
         hits = recommend(st.get_collection(collection), positive, negative, k=k, strategy=strategy,
@@ -114,7 +114,7 @@ def cluster_cmd(
     seed: int = typer.Option(0), where: Optional[str] = WHERE, as_json: bool = JSON,
 ) -> None:
     """Cluster a collection; label each cluster with its top terms and central records."""
-    from ..apps.cluster import cluster
+    from ..apps.clustering import cluster
 
     with open_existing_store(store) as st:
         res = cluster(st.get_collection(collection), method, n_clusters=n_clusters, min_cluster_size=min_cluster_size,
@@ -259,11 +259,8 @@ def classify_probe_predict(
     where: Optional[str] = WHERE, as_json: bool = JSON,
 ) -> None:
     """Label the records of a collection (in the probe's space) with a saved probe."""
-    import numpy as np
-
     from ..apps.classify import LinearProbe
-    from ..apps.cluster import write_labels
-    from ..collections.graph import record_arrays
+    from ..collections.graph import record_arrays, write_metadata
 
     probe = LinearProbe.load(probe_dir)
     with open_existing_store(store) as st:
@@ -272,7 +269,7 @@ def classify_probe_predict(
         preds = probe.predict_collection(col, where=w)
         if write_to:
             rec = record_arrays(col, w)
-            write_labels(col, rec, np.array([preds[i].label for i in rec.ids], dtype=object), write_to)
+            write_metadata(col, rec, [preds[i].label for i in rec.ids], write_to)
     _print_predictions(list(preds.items())[:50] if not as_json else list(preds.items()), as_json,
                        f"Probe labels ({len(preds)} records{'; first 50' if len(preds) > 50 else ''})")
 

@@ -132,6 +132,24 @@ def neighbors_of(
     return indices, distances
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def write_metadata(col: Collection, records: RecordArrays, values, key: str, batch: int = 5_000) -> int:
+    """Set ``metadata[key] = values[i]`` on each record (its vector and document kept). Returns records written."""
+    values = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    total = 0
+    for s in range(0, len(records), batch):
+        part = slice(s, s + batch)
+        metas = [{**m, key: v} for m, v in zip(records.metadatas[part], values[part])]
+        res = col.upsert(records.ids[part], documents=records.documents[part], metadatas=metas,
+                         vectors=records.vectors[part], space=col.spec)
+        total += res.added + res.replaced
+    return total
+
+
 def to_similarity(distances: np.ndarray, metric: str) -> np.ndarray:
     """Cosine/dot distances back to similarities (l2 stays a distance, negated)."""
     return -distances if metric == "l2" else 1.0 - distances

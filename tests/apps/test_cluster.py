@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 import latentspace as ls
-from latentspace.apps import cluster as C
+from latentspace.apps import clustering as C
 
 
 def nmi(col, result):
@@ -30,7 +30,11 @@ def test_hdbscan_graph_path_agrees_with_the_direct_one(digits_col, monkeypatch):
     direct = C.cluster(digits_col, "hdbscan", min_cluster_size=15)
     assert nmi(digits_col, direct) >= 0.5 and direct.noise > 0
     monkeypatch.setattr(C, "GRAPH_ABOVE", 100)  # force the sparse neighbour-graph path
+    calls = []
+    real = C.neighbor_graph
+    monkeypatch.setattr(C, "neighbor_graph", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     graph = C.cluster(digits_col, "hdbscan", min_cluster_size=15)
+    assert calls == [1]
     assert nmi(digits_col, graph) >= 0.5
     assert adjusted_rand_score(direct.labels, graph.labels) >= 0.8
 

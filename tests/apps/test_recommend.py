@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import latentspace as ls
-from latentspace.apps.recommend import recommend
+from latentspace.apps.recommendation import recommend
 
 
 def ids_of(col, label, n, split="train"):

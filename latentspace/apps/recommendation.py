@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from ..collections.graph import unit_rows
 from ..collections.hits import Hit
 from ..core.errors import InvalidInputError, NotFoundError
 from ..core.validation import MAX_K, check_choice, check_ids, check_int, check_k
@@ -38,13 +39,9 @@ def _examples(col, ids: list[str], what: str) -> np.ndarray:
     return np.stack([found[i] for i in ids]).astype(np.float32)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def _similarity(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
     if metric == "cosine":
-        return _unit(a) @ _unit(b).T
+        return unit_rows(a) @ unit_rows(b).T
     if metric == "dot":
         return a @ b.T
     d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
@@ -77,7 +74,7 @@ def recommend(
             if not np.linalg.norm(q) > 0:
                 raise InvalidInputError("recommend: the positives and negatives cancel out (zero query vector); "
                                         "use strategy='best_score' or other examples.")
-            q = _unit(q)
+            q = unit_rows(q)
         hits = col.search(vector=q.astype(np.float32), space=spec, k=depth, where=where)
         return [h for h in hits if h.id not in exclude][:k]
     # best_score: candidates near any positive, scored exactly against all examples

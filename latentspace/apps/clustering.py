@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..collections.graph import RecordArrays, neighbor_graph, record_arrays, require_records
+from ..collections.graph import RecordArrays, neighbor_graph, record_arrays, require_records, unit_rows, write_metadata
 from ..core.errors import InvalidInputError
 from ..core.validation import check_choice, check_int, check_name
 
@@ -102,18 +102,14 @@ def cluster(
         labels = _hdbscan(col, rec, min_cluster_size, where)
     clusters = describe(rec, labels, n_terms=n_terms, n_central=n_central)
     if write_to is not None:
-        write_labels(col, rec, labels, write_to)
+        write_metadata(col, rec, labels, write_to)
     return Clustering(method, rec.ids, labels, clusters, time.perf_counter() - t0)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _kmeans(x: np.ndarray, k: int, seed: int, metric: str) -> np.ndarray:
     from sklearn.cluster import KMeans
 
-    data = _unit(x) if metric == "cosine" else x  # cosine: k-means on the unit sphere
+    data = unit_rows(x) if metric == "cosine" else x  # cosine: k-means on the unit sphere
     return KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(data).astype(np.int64)
 
 
@@ -122,7 +118,7 @@ def _hdbscan(col, rec: RecordArrays, min_cluster_size: int, where) -> np.ndarray
 
     n = len(rec)
     if n <= GRAPH_ABOVE:
-        data = _unit(rec.vectors) if col.spec.metric == "cosine" else rec.vectors
+        data = unit_rows(rec.vectors) if col.spec.metric == "cosine" else rec.vectors
         return HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(data).astype(np.int64)
     from scipy.sparse import csr_matrix
 
@@ -143,7 +139,7 @@ def describe(rec: RecordArrays, labels: np.ndarray, *, n_terms: int = 8, n_centr
     """c-TF-IDF terms and central records of each cluster (noise excluded), largest first."""
     found = sorted(set(labels.tolist()) - {NOISE})
     terms = _ctfidf_terms(rec.documents, labels, found, n_terms)
-    unit = _unit(rec.vectors)
+    unit = unit_rows(rec.vectors)
     out = []
     for j, c in enumerate(found):
         members = np.flatnonzero(labels == c)
@@ -177,15 +173,3 @@ def _ctfidf_terms(documents: list, labels: np.ndarray, found: list[int], n_terms
         top = np.argsort(-row, kind="stable")[:n_terms]
         out.append([str(words[i]) for i in top if row[i] > 0])
     return out
-
-
-def write_labels(col, rec: RecordArrays, labels: np.ndarray, key: str, batch: int = 5_000) -> int:
-    """Set ``metadata[key]`` to each record's cluster id (vectors and documents kept)."""
-    total = 0
-    for s in range(0, len(rec), batch):
-        part = slice(s, s + batch)
-        metas = [{**m, key: lab} for m, lab in zip(rec.metadatas[part], labels[part].tolist())]
-        res = col.upsert(rec.ids[part], documents=rec.documents[part], metadatas=metas,
-                         vectors=rec.vectors[part], space=col.spec)
-        total += res.added + res.replaced
-    return total
