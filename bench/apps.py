@@ -327,7 +327,8 @@ def recommendation():
             hits = recommend(col, pos, k=10, strategy=strategy)
             single.append(np.mean([y[int(h.id[1:])] == dgt for h in hits]))
             a, b = rng.choice(10, 2, replace=False)
-            pos = [f"d{i}" for i in (*rng.choice(np.flatnonzero(y == a), 2), *rng.choice(np.flatnonzero(y == b), 2))]
+            pos = [f"d{i}" for i in (*rng.choice(np.flatnonzero(y == a), 2, replace=False),
+                                          *rng.choice(np.flatnonzero(y == b), 2, replace=False))]
             hits = recommend(col, pos, k=10, strategy=strategy)
             labs = [y[int(h.id[1:])] for h in hits]
             mixed.append(min(labs.count(a), labs.count(b)) >= 3)

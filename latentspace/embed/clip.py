@@ -127,7 +127,7 @@ class CLIPEncoder(Encoder):
         return {"kind": self.kind, **self._options}
 
     def count_tokens(self, texts):
-        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]]
 
     @staticmethod
     def _pooled(out):

@@ -158,7 +158,7 @@ class SentenceTransformerEncoder(Encoder):
 
     def count_tokens(self, texts):
         tok = self.model.tokenizer
-        return [len(ids) for ids in tok(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
+        return [len(ids) for ids in tok(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]]
 
     def _encode_with(self, texts: list[str], precision: str) -> np.ndarray:
         import torch

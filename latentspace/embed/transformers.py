@@ -92,7 +92,7 @@ class TransformersEncoder(Encoder):
         return {"kind": self.kind, **self._options}
 
     def count_tokens(self, texts):
-        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]]
 
     def _encode_raw(self, texts: list[str]) -> np.ndarray:
         import torch
