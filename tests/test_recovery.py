@@ -148,3 +148,26 @@ def test_reader_sees_other_process_commits_on_next_query(tmp_path):
     assert col.search("written elsewhere", k=1, mode="keyword")[0].id == "w1"
     assert col.search(vector=w[1], k=1, mode="exact")[0].id == "w2"
     reader.close()
+
+
+@pytest.mark.parametrize("watch", [True, False])
+def test_every_commit_of_another_connection_is_seen_by_the_next_query(tmp_path, watch):
+    """The WAL-index header watch only skips PRAGMA data_version when nothing committed."""
+    path = tmp_path / "s"
+    build(path, 20)
+    reader, writer = ls.open_store(path), ls.open_store(path)
+    if not watch:
+        reader._watch.close()  # no mapping: the PRAGMA on every query
+    rcol, wcol = reader.get_collection("c"), writer.get_collection("c")
+    vecs = unit_rows(60, 16, seed=99)
+    for i in range(60):
+        wcol.add([f"n{i}"], vectors=vecs[i : i + 1], documents=[f"new {i}"])
+        assert rcol.search(vector=vecs[i], k=1)[0].id == f"n{i}"
+        if i % 20 == 19:  # a writer that closes and comes back (a new connection, same -shm)
+            writer.close()
+            writer = ls.open_store(path)
+            wcol = writer.get_collection("c")
+    wcol.delete(ids=["n0"])
+    assert rcol.search(vector=vecs[0], k=1)[0].id != "n0" and len(rcol) == 79
+    reader.close()
+    writer.close()

@@ -55,6 +55,49 @@ def _close_all() -> None:  # pragma: no cover - runs at interpreter exit
             pass
 
 
+class _WalIndexWatch:
+    """A cheap "has anything committed?" test: the WAL-index header at the start of the
+    ``-shm`` file (SQLite's documented walformat: 48 bytes holding the change counter, the
+    last valid frame and the salts, rewritten by every commit). A changed header sends the
+    caller to ``PRAGMA data_version``, which stays the authority; an unchanged one saves that
+    round trip (about 4 us of a 100 us query). Unavailable (no ``-shm``, no mmap): always
+    "changed", i.e. the PRAGMA every time.
+    """
+
+    HEADER = 48
+
+    def __init__(self, shm: Path):
+        import mmap
+
+        self._map = None
+        self._last = b""
+        try:
+            fd = os.open(shm, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            if os.fstat(fd).st_size >= self.HEADER:
+                self._map = mmap.mmap(fd, self.HEADER, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            self._map = None
+        finally:
+            os.close(fd)
+
+    def changed(self) -> bool:
+        if self._map is None:
+            return True
+        head = self._map[: self.HEADER]
+        if head == self._last:
+            return False
+        self._last = head
+        return True
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+
+
 class Store:
     """A directory of collections. SQLite (WAL) is the truth; index files are derived.
 
@@ -80,6 +123,11 @@ class Store:
         self._conn: sqlite3.Connection | None = connect(self.path, self.lock_timeout, create)
         self._dv_cursor: sqlite3.Cursor | None = self._conn.cursor()
         self._data_version = self._dv_cursor.execute("PRAGMA data_version").fetchone()[0]
+        # opened after that first read, which made SQLite create the -shm file; our open
+        # connection keeps that file in place until close
+        self._watch = _WalIndexWatch(self.path / (DB_NAME + "-shm"))
+        self._watch.changed()  # header first, then the version: a commit in between shows next poll
+        self._data_version = self._dv_cursor.execute("PRAGMA data_version").fetchone()[0]
         self._generation = 0
         self._collections: dict[str, CollectionStorage] = {}
         _OPEN.add(self)
@@ -97,6 +145,8 @@ class Store:
         """
         if self._dv_cursor is None:
             self._connection()  # raises: the store is closed
+        if not self._watch.changed():
+            return self._generation
         try:
             v = self._dv_cursor.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error as exc:
@@ -128,6 +178,7 @@ class Store:
                 except (OSError, sqlite3.Error):
                     pass
             self._dv_cursor = None
+            self._watch.close()
             self._conn.close()
             self._conn = None
             _OPEN.discard(self)
