@@ -14,6 +14,9 @@ latent_app = typer.Typer(help="Autoencoders and VAEs: train, encode, sample, int
                          no_args_is_help=True)
 
 
+MODEL_HELP = "A saved model folder, or a diffusers AutoencoderKL (folder or hub id)."
+
+
 def load_data(source: str) -> tuple[np.ndarray, np.ndarray | None]:
     """``digits`` (scikit-learn's bundled 8x8 digits, scaled to [0, 1]) or a .npy array."""
     if source == "digits":
@@ -89,16 +92,16 @@ def train_cmd(
 
 @latent_app.command("encode")
 def encode_cmd(
-    model_dir: Path = typer.Argument(..., help="A saved model folder."),
+    model_dir: str = typer.Argument(..., help=MODEL_HELP),
     data: str = typer.Option("digits", help="'digits' or a .npy file."),
     output: Path = typer.Option(Path("latents.npy"), "-o", "--output", help="Where to write the latents (.npy)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Encode data to posterior means (float32 .npy): vectors of the model's latent space."""
-    from ..latent import load_model
+    from ..latent import open_model
     from .common import console, emit_json
 
-    model = load_model(model_dir)
+    model = open_model(model_dir)
     x, _ = load_data(data)
     z = model.latents(x)
     np.save(output, z, allow_pickle=False)
@@ -112,7 +115,7 @@ def encode_cmd(
 
 @latent_app.command("sample")
 def sample_cmd(
-    model_dir: Path = typer.Argument(...),
+    model_dir: str = typer.Argument(..., help=MODEL_HELP),
     n: int = typer.Option(32, "-n", "--n", help="How many samples."),
     sampler: str = typer.Option("prior", help="prior, or gmm (fitted on the latents of --data)."),
     data: str = typer.Option("digits", help="Data for the gmm sampler."),
@@ -121,13 +124,13 @@ def sample_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Decode samples from the prior or from a GMM of the aggregate posterior, as a PNG grid."""
-    from ..latent import load_model
+    from ..latent import open_model
     from ..latent.navigate import GaussianMixtureSampler, image_grid
     from .common import console, emit_json
 
     if sampler not in ("prior", "gmm"):
         raise InvalidInputError(f"--sampler must be prior or gmm; got {sampler!r}.")
-    model = load_model(model_dir)
+    model = open_model(model_dir)
     s = GaussianMixtureSampler(10, seed=seed).fit(model.latents(load_data(data)[0])) if sampler == "gmm" else None
     images = model.sample(n, seed=seed, sampler=s).numpy()
     image_grid(images, output, rows=max(1, int(np.sqrt(n))))
@@ -139,7 +142,7 @@ def sample_cmd(
 
 @latent_app.command("interpolate")
 def interpolate_cmd(
-    model_dir: Path = typer.Argument(...),
+    model_dir: str = typer.Argument(..., help=MODEL_HELP),
     a: int = typer.Option(0, help="Index of the first item in --data."),
     b: int = typer.Option(1, help="Index of the second item."),
     data: str = typer.Option("digits"),
@@ -149,11 +152,11 @@ def interpolate_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Decoded path between two items, as a PNG strip."""
-    from ..latent import load_model
+    from ..latent import open_model
     from ..latent.navigate import image_grid, interpolate
     from .common import console, emit_json
 
-    model = load_model(model_dir)
+    model = open_model(model_dir)
     x, _ = load_data(data)
     for name, i in (("a", a), ("b", b)):
         if not 0 <= i < len(x):
@@ -167,21 +170,22 @@ def interpolate_cmd(
 
 @latent_app.command("traverse")
 def traverse_cmd(
-    model_dir: Path = typer.Argument(...),
+    model_dir: str = typer.Argument(..., help=MODEL_HELP),
     data: str = typer.Option("digits"),
     item: int = typer.Option(0, help="Index of the item to start from."),
     toward: Optional[int] = typer.Option(None, help="A label: traverse along its attribute direction (digits)."),
     span: float = typer.Option(3.0),
     steps: int = typer.Option(9),
+    dims: int = typer.Option(16, help="Without --toward: traverse the first DIMS latent dimensions."),
     output: Path = typer.Option(Path("traversal.png"), "-o", "--output"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Traverse along an attribute direction (--toward LABEL) or along every latent dimension."""
-    from ..latent import load_model
+    from ..latent import open_model
     from ..latent.navigate import attribute_direction, image_grid, traverse, traverse_dimensions
     from .common import console, emit_json
 
-    model = load_model(model_dir)
+    model = open_model(model_dir)
     x, labels = load_data(data)
     if not 0 <= item < len(x):
         raise InvalidInputError(f"--item {item} is outside the data (0..{len(x) - 1}).")
@@ -192,7 +196,8 @@ def traverse_cmd(
         strip = traverse(model, z[item], attribute_direction(z, labels, toward), span=span, steps=steps)
         image_grid(strip, output, rows=1)
     else:
-        image_grid(traverse_dimensions(model, z[item], span=span, steps=steps), output)
+        dims = min(dims, model.config.latent_dim)
+        image_grid(traverse_dimensions(model, z[item], span=span, steps=steps, dims=dims), output)
     if as_json:
         emit_json({"output": str(output)})
     else:
@@ -201,7 +206,7 @@ def traverse_cmd(
 
 @latent_app.command("anomalies")
 def anomalies_cmd(
-    model_dir: Path = typer.Argument(...),
+    model_dir: str = typer.Argument(..., help=MODEL_HELP),
     data: str = typer.Option("digits"),
     kind: str = typer.Option("reconstruction", help="reconstruction or elbo."),
     top: int = typer.Option(10),
@@ -210,11 +215,11 @@ def anomalies_cmd(
     """Score every item by reconstruction error (or negative ELBO); list the most anomalous."""
     from rich.table import Table
 
-    from ..latent import load_model
+    from ..latent import open_model
     from ..latent.navigate import anomaly_scores
     from .common import console, emit_json
 
-    model = load_model(model_dir)
+    model = open_model(model_dir)
     x, labels = load_data(data)
     s = anomaly_scores(model, x, kind=kind)
     order = np.argsort(-s)[:top]

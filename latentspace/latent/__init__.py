@@ -6,10 +6,10 @@ Imports torch: ``import latentspace.latent`` only when you need it.
 from .cache import LatentCache, to_collection
 from .config import LatentConfig
 from .diffusers_vae import DiffusersVAE
-from .io import load_model, save_model
+from .io import load_model, open_model, save_model
 from .models import LatentModel, Posterior
 from .train import TrainingDivergedError, TrainReport, evaluate, train
 
-__all__ = ["LatentConfig", "LatentModel", "Posterior", "load_model", "save_model", "train", "evaluate",
+__all__ = ["LatentConfig", "LatentModel", "Posterior", "load_model", "open_model", "save_model", "train", "evaluate",
            "TrainReport", "TrainingDivergedError", "LatentCache", "to_collection",
            "DiffusersVAE"]

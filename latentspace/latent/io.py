@@ -71,3 +71,26 @@ def load_model(folder: str | os.PathLike) -> LatentModel:
     model.load_state_dict(state)
     model.eval()
     return model
+
+
+def open_model(source: str | os.PathLike, *, image_size: int | None = None):
+    """A saved latentspace model folder, or a diffusers ``AutoencoderKL`` (local folder or hub id).
+
+    Both answer the same interface (encode, decode, reconstruct, sample, latents, spec).
+    ``image_size`` is for an AutoencoderKL (default: its config's ``sample_size``).
+    """
+    path = Path(source).expanduser()
+    if path.is_dir():
+        meta = read_json(path / "config.json") if (path / "config.json").is_file() else None
+        if isinstance(meta, dict) and meta.get("_class_name") == "AutoencoderKL":
+            from .diffusers_vae import DiffusersVAE
+
+            return DiffusersVAE(str(path), image_size=image_size or int(meta.get("sample_size") or 64))
+        return load_model(path)
+    if path.exists():
+        raise NotFoundError(f"{path} is a file; a model is a folder (config.json + model.safetensors).")
+    if "/" in str(source) and not str(source).startswith((".", "/", "~")):
+        from .diffusers_vae import DiffusersVAE  # a hub id, for users with internet
+
+        return DiffusersVAE(str(source), image_size=image_size or 64)
+    raise NotFoundError(f"No model folder at {path}.")

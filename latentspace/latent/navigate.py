@@ -110,12 +110,23 @@ def traverse(model, z: Any, direction: Any, *, span: float = 3.0, steps: int = 9
     return model.decode((z + t * d).astype(np.float32)).cpu().numpy()
 
 
-def traverse_dimensions(model, z: Any, *, span: float = 3.0, steps: int = 7) -> np.ndarray:
-    """Per-dimension traversals: an array (latent_dim, steps, *input_shape)."""
+def traverse_dimensions(model, z: Any, *, span: float = 3.0, steps: int = 7, dims: Any = None) -> np.ndarray:
+    """Per-dimension traversals: an array (len(dims), steps, *input_shape).
+
+    ``dims``: which latent dimensions (a list), the first n (an int), or all (None).
+    """
     dim = model.config.latent_dim
     z = _vec(z, dim, "z")
-    rows = [traverse(model, z, np.eye(dim)[i], span=span, steps=steps) for i in range(dim)]
-    return np.stack(rows)
+    if dims is None:
+        which = list(range(dim))
+    elif isinstance(dims, int) and not isinstance(dims, bool):
+        which = list(range(check_int(dims, "dims", "traverse_dimensions", 1, dim)))
+    else:
+        which = [check_int(d, "dims[i]", "traverse_dimensions", 0, dim - 1) for d in dims]
+        if not which:
+            raise InvalidInputError("traverse_dimensions: dims is empty.")
+    eye = np.eye(dim)
+    return np.stack([traverse(model, z, eye[i], span=span, steps=steps) for i in which])
 
 
 @dataclass

@@ -70,3 +70,24 @@ def test_pickle_only_vae_folder_is_refused(tmp_path):
     (folder / "diffusion_pytorch_model.bin").write_bytes(b"\x80\x04")
     with pytest.raises(ls.ModelLoadError, match="pickle"):
         DiffusersVAE(str(folder))
+
+
+def test_cli_commands_take_an_autoencoder_kl_folder(tiny_vae_dir, tmp_path):
+    """The latent CLI opens a diffusers AutoencoderKL folder like a latentspace model."""
+    import json
+
+    from tests.test_cli import run
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "images.npy"
+    np.save(data, rng.uniform(size=(6, 3, 32, 32)).astype(np.float32), allow_pickle=False)
+    enc = json.loads(run("latent", "encode", tiny_vae_dir, "--data", data, "-o", tmp_path / "z.npy", "--json").stdout)
+    assert enc["shape"] == [6, 256] and enc["space"]["modality"] == "latent"
+    run("latent", "interpolate", tiny_vae_dir, "--data", data, "--steps", "4", "-o", tmp_path / "path.png")
+    run("latent", "traverse", tiny_vae_dir, "--data", data, "--steps", "3", "-o", tmp_path / "dims.png")
+    run("latent", "sample", tiny_vae_dir, "-n", "4", "-o", tmp_path / "s.png")
+    an = json.loads(run("latent", "anomalies", tiny_vae_dir, "--data", data, "--top", "3", "--json").stdout)
+    assert len(an["top"]) == 3
+    assert all((tmp_path / f).stat().st_size > 0 for f in ("path.png", "dims.png", "s.png"))
+    bad = run("latent", "encode", tmp_path / "nowhere", "--data", data, check=False)
+    assert bad.returncode == 4 and "No model folder" in bad.stderr

@@ -63,6 +63,12 @@ def test_attribute_direction_moves_toward_the_class(trained):
     assert strip.shape == (5, 1, 8, 8)
     grid = traverse_dimensions(m, z[0], steps=3)
     assert grid.shape == (6, 3, 1, 8, 8)
+    assert traverse_dimensions(m, z[0], steps=3, dims=2).shape == (2, 3, 1, 8, 8)
+    picked = traverse_dimensions(m, z[0], steps=3, dims=[4])
+    np.testing.assert_allclose(picked[0], grid[4], atol=1e-6)
+    for bad in (0, 7, [6], []):
+        with pytest.raises(ls.InvalidInputError):
+            traverse_dimensions(m, z[0], dims=bad)
     with pytest.raises(ls.InvalidInputError):
         attribute_direction(z, y[:1400], 42)
     with pytest.raises(ls.InvalidInputError, match="6 dimensions"):
