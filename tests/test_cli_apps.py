@@ -72,6 +72,16 @@ def test_text_commands(text_store, tmp_path):
     assert 0 < ctx["tokens"] <= 300 and ctx["sources"][0]["n"] == 1 and ctx["text"].startswith("[1] ")
     shown = run("rag", s, "docs", "How do I run coroutines concurrently?", "--budget", "300").stdout
     assert "[1]" in shown and "tokens" in shown
+    from .openai_stub import StubServer
+
+    stub = StubServer()
+    try:
+        ans = json.loads(run("rag", s, "docs", "How do I run coroutines concurrently?", "--budget", "300",
+                             "--answer-url", stub.url, "--answer-model", "stub-chat", "--json").stdout)
+    finally:
+        stub.close()
+    assert [c["n"] for c in ans["cited"]] == [1, 2] and ans["unknown_citations"] == [99]
+    assert ans["cited"][0]["id"] == ans["context"]["sources"][0]["id"] and ans["model"] == "stub-chat"
     zs = json.loads(run("classify", "zero-shot", s, "docs", "-l", "asyncio=asynchronous I/O, event loop, coroutines",
                         "-l", "email=email messages and MIME", "--text", "await the task in the event loop",
                         "--json").stdout)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..core.errors import InvalidInputError, NotFittedError, NotFoundError
+from ..core.errors import InvalidInputError, NotFittedError
 from ..core.space import SpaceSpec
 from ..core.validation import check_choice
 from ._checks import paired, points
@@ -101,40 +101,21 @@ class Aligner:
 
     def save(self, folder: str | Path) -> Path:
         """Save as ``config.json`` + ``aligner.safetensors`` (never pickle)."""
-        from safetensors.numpy import save_file
-
-        from ..core.io import write_json
+        from ..core.io import save_artifact
 
         self._check_fitted()
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({"W": np.ascontiguousarray(self.W_), "mean_x": self.mean_x_, "mean_y": self.mean_y_},
-                  str(folder / "aligner.safetensors"))
-        write_json(folder / "config.json", {
-            "kind": "latentspace.Aligner", "format": 1, "method": self.method, "center": self.center,
-            "normalize": self.normalize, "n_features_in": self.n_features_in_, "n_features_out": self.n_features_out_,
+        return save_artifact(folder, "latentspace.Aligner", 1, {
+            "method": self.method, "center": self.center, "normalize": self.normalize,
+            "n_features_in": self.n_features_in_, "n_features_out": self.n_features_out_,
             "target_space": self.target_space.to_dict() if self.target_space is not None else None,
-        })
-        return folder
+        }, {"W": self.W_, "mean_x": self.mean_x_, "mean_y": self.mean_y_}, "aligner.safetensors")
 
     @classmethod
     def load(cls, folder: str | Path) -> Aligner:
         """Load a saved aligner, checking its config against its tensors."""
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
+        from ..core.io import load_artifact
 
-        from ..core.io import read_json
-
-        folder = Path(folder)
-        if not (folder / "config.json").is_file() or not (folder / "aligner.safetensors").is_file():
-            raise NotFoundError(f"{folder} is not a saved Aligner (config.json and aligner.safetensors expected).")
-        cfg = read_json(folder / "config.json")
-        if not isinstance(cfg, dict) or cfg.get("kind") != "latentspace.Aligner" or cfg.get("format") != 1:
-            raise InvalidInputError(f"{folder / 'config.json'} is not an Aligner config of a known format.")
-        try:
-            tensors = load_file(str(folder / "aligner.safetensors"))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise InvalidInputError(f"{folder / 'aligner.safetensors'} is unreadable: {exc}") from None
+        cfg, tensors = load_artifact(folder, "latentspace.Aligner", 1, "aligner.safetensors")
         w = tensors.get("W")
         if w is None or w.shape != (cfg["n_features_in"], cfg["n_features_out"]):
             raise InvalidInputError(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..collections.graph import record_arrays, require_records, unit_rows, write_metadata
-from ..core.errors import InvalidInputError, NotFittedError, NotFoundError
+from ..core.errors import InvalidInputError, NotFittedError
 from ..core.space import SpaceSpec
 from ..core.validation import check_float, check_int, check_name, check_vectors
 
@@ -156,37 +156,19 @@ class LinearProbe:
 
     # -- persistence: JSON + safetensors, never pickle ------------------------------------
     def save(self, folder: str | Path) -> Path:
-        from safetensors.numpy import save_file
-
-        from ..core.io import write_json
+        from ..core.io import save_artifact
 
         self._check_fitted()
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({"coef": self.coef_, "intercept": self.intercept_}, str(folder / "probe.safetensors"))
-        write_json(folder / "config.json", {
-            "kind": "latentspace.LinearProbe", "format": PROBE_FORMAT, "label_key": self.label_key, "C": self.C,
-            "max_iter": self.max_iter, "classes": self.classes_, "space": self.space_.to_dict(),
-        })
-        return folder
+        return save_artifact(folder, "latentspace.LinearProbe", PROBE_FORMAT, {
+            "label_key": self.label_key, "C": self.C, "max_iter": self.max_iter, "classes": self.classes_,
+            "space": self.space_.to_dict(),
+        }, {"coef": self.coef_, "intercept": self.intercept_}, "probe.safetensors")
 
     @classmethod
     def load(cls, folder: str | Path) -> LinearProbe:
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
+        from ..core.io import load_artifact
 
-        from ..core.io import read_json
-
-        folder = Path(folder)
-        if not (folder / "config.json").is_file() or not (folder / "probe.safetensors").is_file():
-            raise NotFoundError(f"{folder} is not a saved LinearProbe (config.json and probe.safetensors expected).")
-        cfg = read_json(folder / "config.json")
-        if not isinstance(cfg, dict) or cfg.get("kind") != "latentspace.LinearProbe" or cfg.get("format") != PROBE_FORMAT:
-            raise InvalidInputError(f"{folder / 'config.json'} is not a LinearProbe config of a known format.")
-        try:
-            t = load_file(str(folder / "probe.safetensors"))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise InvalidInputError(f"{folder / 'probe.safetensors'} is unreadable: {exc}") from None
+        cfg, t = load_artifact(folder, "latentspace.LinearProbe", PROBE_FORMAT, "probe.safetensors")
         space = SpaceSpec.from_dict(cfg["space"])
         classes = cfg["classes"]
         want = (len(classes), space.dim)

@@ -69,3 +69,41 @@ def read_json(path: str | os.PathLike) -> Any:
             return json.load(f)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"{path} is not valid JSON: {exc}") from None
+
+
+def save_artifact(folder: str | os.PathLike, kind: str, fmt: int, config: dict, tensors: dict, weights: str):
+    """A fitted object as a folder: ``config.json`` (``kind``, ``format`` and ``config``) and
+    ``weights`` (safetensors of numpy arrays). Never pickle."""
+    from pathlib import Path
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(folder / weights))
+    write_json(folder / "config.json", {"kind": kind, "format": fmt, **config})
+    return folder
+
+
+def load_artifact(folder: str | os.PathLike, kind: str, fmt: int, weights: str) -> tuple[dict, dict]:
+    """(config, tensors) of a folder written by :func:`save_artifact`, checked for its kind and format."""
+    from pathlib import Path
+
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    from .errors import InvalidInputError, NotFoundError
+
+    folder = Path(folder)
+    name = kind.rsplit(".", 1)[-1]
+    if not (folder / "config.json").is_file() or not (folder / weights).is_file():
+        raise NotFoundError(f"{folder} is not a saved {name} (config.json and {weights} expected).")
+    cfg = read_json(folder / "config.json")
+    if not isinstance(cfg, dict) or cfg.get("kind") != kind or cfg.get("format") != fmt:
+        raise InvalidInputError(f"{folder / 'config.json'} is not a {name} config of a known format.")
+    try:
+        tensors = load_file(str(folder / weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InvalidInputError(f"{folder / weights} is unreadable: {exc}") from None
+    return cfg, tensors

@@ -79,6 +79,16 @@ def hub_weights_sha256(repo_id: str, revision: str | None) -> str | None:
     return None
 
 
+def locate(model: str | os.PathLike) -> tuple[str, str | None]:
+    """(what to load from, sha256 of its weights): a local folder (checked for safetensors
+    weights; pickle-only folders refused) or a hub id, whose sha256 is known only once cached."""
+    if is_local(model):
+        folder = Path(model).expanduser().resolve()
+        local_weights(folder)
+        return str(folder), weights_fingerprint(folder)
+    return str(model), None
+
+
 def pick_device(device: str | None) -> str:
     if device:
         return device

@@ -88,13 +88,7 @@ class CLIPEncoder(Encoder):
                              query_prefix=query_prefix, document_prefix=document_prefix)
         tf = _loading.require("transformers", "embed")
         local = _loading.is_local(model)
-        weights_sha = None
-        source = str(model)
-        if local:
-            folder = Path(model).expanduser().resolve()
-            _loading.local_weights(folder)
-            weights_sha = _loading.weights_fingerprint(folder)
-            source = str(folder)
+        source, weights_sha = _loading.locate(model)
         try:
             self.model = tf.CLIPModel.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code,
                                                       use_safetensors=True)

@@ -50,14 +50,7 @@ class TransformersEncoder(Encoder):
         )
         tf = _loading.require("transformers", "embed")
         local = _loading.is_local(model)
-        weights_sha = None
-        if local:
-            folder = Path(model).expanduser().resolve()
-            _loading.local_weights(folder)
-            weights_sha = _loading.weights_fingerprint(folder)
-            source = str(folder)
-        else:
-            source = model
+        source, weights_sha = _loading.locate(model)
         try:
             self.tokenizer = tf.AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
             self.model = tf.AutoModel.from_pretrained(
