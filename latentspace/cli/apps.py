@@ -37,6 +37,13 @@ WHERE = typer.Option(None, "--where", help="Metadata filter as JSON, e.g. '{\"ye
 JSON = typer.Option(False, "--json", help="Machine-readable output.")
 
 
+def _columns(table: Table, *spec) -> None:
+    """Columns that never wrap: (name, min width[, max width]); numbers right-aligned."""
+    for name, low, *high in spec:
+        table.add_column(name, no_wrap=True, overflow="ellipsis", min_width=low, max_width=high[0] if high else None,
+                         justify="left" if high else "right")
+
+
 # -- rag ---------------------------------------------------------------------------------
 @command("rag")
 def rag_cmd(
@@ -66,8 +73,7 @@ def rag_cmd(
         return
     table = Table(title=f"Context: {len(ctx.sources)} passages, {ctx.tokens}/{ctx.token_budget} tokens",
                   title_justify="left")
-    for c in ("[n]", "id", "score", "tokens", "first line"):
-        table.add_column(c, no_wrap=True, overflow="ellipsis", max_width=80 if c == "first line" else 44)
+    _columns(table, ("n", 4), ("id", 16, 44), ("score", 7), ("tokens", 6), ("first line", 20, 80))
     for s in ctx.sources:
         table.add_row(f"[{s.n}]", s.id, f"{s.score:.4f}", str(s.tokens), first_line(s.document))
     console.print(table)
@@ -124,8 +130,7 @@ def cluster_cmd(
         return
     table = Table(title=f"{len(res.clusters)} clusters ({method}) of {len(res.ids)} records"
                   + (f", {res.noise} noise" if res.noise else ""), title_justify="left")
-    for c in ("cluster", "size", "terms", "most central"):
-        table.add_column(c, overflow="ellipsis", no_wrap=True, max_width=60)
+    _columns(table, ("cluster", 7), ("size", 6), ("terms", 30, 60), ("most central", 30, 60))
     for c in res.clusters:
         table.add_row(str(c.label), str(c.size), ", ".join(c.terms), first_line(c.central_documents[0]) if
                       c.central_documents else "")
@@ -157,8 +162,7 @@ def dedup_cmd(
     console.print(f"{len(rep.groups)} group(s) of near-duplicates among {rep.records:,} records "
                   f"({rep.pairs:,} pairs at cosine >= {threshold}; {rep.seconds:.1f} s).")
     table = Table(title_justify="left")
-    for c in ("size", "keep", "remove", "weakest link"):
-        table.add_column(c, overflow="ellipsis", no_wrap=True, max_width=60)
+    _columns(table, ("size", 4), ("keep", 16, 44), ("remove", 16, 60), ("weakest link", 12))
     for g in rep.groups[:20]:
         table.add_row(str(len(g.ids)), g.keep, ", ".join(g.remove), f"{g.min_similarity:.4f}")
     if rep.groups:
@@ -188,8 +192,7 @@ def outliers_cmd(
         emit_json(rep.to_dict(top))
         return
     table = Table(title=f"Most unusual of {len(rep.ids):,} records ({method}, k={rep.k})", title_justify="left")
-    for c in ("#", "id", "score", "first line"):
-        table.add_column(c, overflow="ellipsis", no_wrap=True, max_width=80)
+    _columns(table, ("#", 3), ("id", 16, 44), ("score", 7), ("first line", 20, 80))
     for i, (rid, score, doc) in enumerate(rep.top(top), 1):
         table.add_row(str(i), rid, f"{score:.4f}", first_line(doc))
     console.print(table)
@@ -201,8 +204,7 @@ def _print_predictions(rows, as_json: bool, title: str) -> None:
         emit_json([{"input": name, **p.to_dict()} for name, p in rows])
         return
     table = Table(title=title, title_justify="left")
-    for c in ("input", "label", "confidence"):
-        table.add_column(c, overflow="ellipsis", no_wrap=True, max_width=70)
+    _columns(table, ("input", 20, 70), ("label", 8, 30), ("confidence", 10))
     for name, p in rows:
         table.add_row(first_line(name, 70), str(p.label), f"{p.confidence:.3f}")
     console.print(table)
@@ -347,8 +349,7 @@ def images_search(
         emit_json([h.to_dict() for h in hits])
         return
     table = Table(title=f"Images for {text!r}" if text else f"Images like {image}", title_justify="left")
-    for c in ("#", "id", "score", "path"):
-        table.add_column(c, overflow="ellipsis", no_wrap=True, max_width=80)
+    _columns(table, ("#", 3), ("id", 12, 44), ("score", 7), ("path", 20, 80))
     for i, h in enumerate(hits, 1):
         table.add_row(str(i), h.id, f"{h.score:.4f}", str(h.metadata.get("path", "")))
     console.print(table)
