@@ -63,8 +63,14 @@ def truth(x, q, k, mask=None):
     return [set(row.tolist()) for row in idx]
 
 
+def as_rows(f) -> set:
+    """Row numbers of one result: labels as given, or latentspace Hits (ids are row numbers)."""
+    return {int(x.id) if hasattr(x, "id") else int(x) for x in f}
+
+
 def recall(found, gt) -> float:
-    return float(np.mean([len(set(f) & g) / len(g) for f, g in zip(found, gt)]))
+    """Results are converted here, outside the timed loops, for every system alike."""
+    return float(np.mean([len(as_rows(f) & g) / len(g) for f, g in zip(found, gt)]))
 
 
 def timed_single(fn, q, min_seconds=1.5):
@@ -122,15 +128,11 @@ def run_latentspace(x, q, k, gt, gt_f, bucket, workdir):
     col.flush()
     ingest = time.perf_counter() - t0
     state = {"ef": None}
-
-    def to_rows(hits):
-        return [int(h.id) for h in hits]
-
     res = sweep(lambda ef: state.update(ef=ef),
-                lambda qi: to_rows(col.search(vector=qi, k=k, ef=state["ef"])),
-                lambda qq: [to_rows(h) for h in col.search_batch(vectors=qq, k=k, ef=state["ef"])], q, gt)
+                lambda qi: col.search(vector=qi, k=k, ef=state["ef"]),
+                lambda qq: col.search_batch(vectors=qq, k=k, ef=state["ef"]), q, gt)
     where = {"bucket": 3}
-    qf, found = timed_single(lambda qi: to_rows(col.search(vector=qi, k=k, where=where, ef=res["setting"])), q)
+    qf, found = timed_single(lambda qi: col.search(vector=qi, k=k, where=where, ef=res["setting"]), q)
     res.update(ingest_s=ingest, qps_filtered=qf, recall_filtered=recall(found, gt_f))
     t1 = time.perf_counter()
     col.search(vector=q[0], k=k, where={"bucket": 4})
@@ -213,7 +215,7 @@ def run_chromadb(x, q, k, gt, gt_f, bucket, workdir):
     ingest = time.perf_counter() - t0
 
     def ids_of(r):
-        return [[int(i) for i in row] for row in r["ids"]]
+        return r["ids"]  # strings of row numbers: recall() converts them, outside the timing
 
     single = lambda qi: ids_of(col.query(query_embeddings=qi[None], n_results=k, include=[]))[0]  # noqa: E731
     batch = lambda qq: ids_of(col.query(query_embeddings=qq, n_results=k, include=[]))  # noqa: E731
