@@ -300,7 +300,7 @@ class Collection:
         new = tuple.__new__
         base = 0.0 if spec.metric == "l2" else 1.0  # score: -distance for l2, similarity otherwise
         return [
-            new(Hit, (e[0], base - d, e[1], dict(e[2]) if e[2] is not None else json.loads(e[3]), d, None, None))
+            new(Hit, (e[0], base - d, e[1], e[2].copy() if e[2] is not None else json.loads(e[3]), d, None, None))
             for e, d in zip(storage.entries(rids), dists) if e[0] is not None
         ]
 
@@ -385,7 +385,7 @@ class Collection:
         for c in counts:
             end = pos + c
             out.append([
-                new(Hit, (e[0], base - d, e[1], dict(e[2]) if e[2] is not None else loads(e[3]), d, None, None))
+                new(Hit, (e[0], base - d, e[1], e[2].copy() if e[2] is not None else loads(e[3]), d, None, None))
                 for e, d in zip(entries[pos:end], dl[pos:end]) if e[0] is not None
             ])
             pos = end
