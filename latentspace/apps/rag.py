@@ -98,10 +98,13 @@ def mmr_order(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) ->
 def retrieve_context(
     col, question: str, *, token_budget: int = 1_000, k: int = 8, fetch_k: int | None = None, mmr: bool = True,
     mmr_lambda: float = 0.5, mode: str = "hybrid", alpha: float = 0.5, where: dict | None = None,
+    count_tokens=None,
 ) -> Context:
     """Retrieve passages for ``question``, diversify them with MMR, and pack up to ``k`` of them,
     most relevant first, into ``token_budget`` tokens (counted with the collection encoder's
-    tokenizer). A passage that does not fit is skipped and a later, shorter one may still fit.
+    tokenizer, or by ``count_tokens``: a function from a list of texts to their token counts,
+    for example the chat model's own tokenizer). A passage that does not fit is skipped and a
+    later, shorter one may still fit.
     """
     check_query_text(question, "retrieve_context")
     token_budget = check_int(token_budget, "token_budget", "retrieve_context", 1, 10_000_000)
@@ -109,6 +112,15 @@ def retrieve_context(
     fetch_k = check_int(fetch_k if fetch_k is not None else max(4 * k, 20), "fetch_k", "retrieve_context", k, MAX_K)
     lam = check_float(mmr_lambda, "mmr_lambda", "retrieve_context", 0.0, 1.0)
     check_choice(mode, "mode", "retrieve_context", ("vector", "exact", "keyword", "hybrid"))
+    if count_tokens is None:
+        if not col.has_encoder:
+            raise InvalidInputError(
+                f"retrieve_context counts tokens with the collection's encoder, and {col.name!r} has none; "
+                "pass count_tokens= (a function from a list of texts to their token counts)."
+            )
+        count_tokens = col.encoder.count_tokens
+    elif not callable(count_tokens):
+        raise InvalidInputError("count_tokens must be a function from a list of texts to a list of token counts.")
     hits = [h for h in col.search(question, k=fetch_k, where=where, mode=mode, alpha=alpha, include_vectors=True)
             if h.document]
     if not hits:
@@ -118,11 +130,10 @@ def retrieve_context(
     else:
         order = list(range(min(k, len(hits))))
     chosen = [hits[i] for i in order]
-    encoder = col.encoder
     # each entry counted on its own, with its "[n] " and the tokenizer's special tokens: an
     # upper bound of its share in the joined text, so the packed text never exceeds the budget
     entries, used, skipped = [], 0, []
-    sizes = encoder.count_tokens([f"[{len(chosen)}] {h.document}" for h in chosen])
+    sizes = _counts(count_tokens, [f"[{len(chosen)}] {h.document}" for h in chosen])
     for h, size in zip(chosen, sizes):
         if used + size > token_budget:
             skipped.append(h.id)
@@ -137,8 +148,15 @@ def retrieve_context(
         )
     sources = [Source(n, h.id, float(h.score), h.document, h.metadata, size) for n, (h, size) in enumerate(entries, 1)]
     text = "\n\n".join(f"[{s.n}] {s.document}" for s in sources)
-    tokens = encoder.count_tokens([text])[0]
+    tokens = _counts(count_tokens, [text])[0]
     return Context(question, text, sources, tokens, token_budget, skipped)
+
+
+def _counts(count_tokens, texts: list[str]) -> list[int]:
+    sizes = list(count_tokens(texts))
+    if len(sizes) != len(texts) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sizes):
+        raise InvalidInputError(f"count_tokens must return one non-negative int per text; got {sizes[:5]!r}.")
+    return sizes
 
 
 @dataclass(frozen=True)

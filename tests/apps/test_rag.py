@@ -85,8 +85,22 @@ def test_bad_input(docs_col, store):
     with pytest.raises(ls.InvalidInputError, match="non-empty"):
         rag.retrieve_context(docs_col, "  ")
     raw = store.create_collection("raw", space=ls.SpaceSpec(model="test/x", dim=4))
-    with pytest.raises(ls.InvalidInputError, match="without an encoder"):
+    with pytest.raises(ls.InvalidInputError, match="pass count_tokens"):
         rag.retrieve_context(raw, "files")
+    with pytest.raises(ls.InvalidInputError, match="without an encoder"):  # vector search needs the encoder
+        rag.retrieve_context(raw, "files", count_tokens=lambda ts: [len(t.split()) for t in ts])
+    with pytest.raises(ls.InvalidInputError, match="one non-negative int per text"):
+        rag.retrieve_context(docs_col, "files", count_tokens=lambda ts: [1.5 for t in ts])
+
+
+def test_keyword_context_on_raw_vectors_with_a_given_tokenizer(store, real_docs):
+    texts, vecs, _, _ = real_docs
+    raw = store.create_collection("raw", space=ls.SpaceSpec(model="sentence-transformers/all-MiniLM-L6-v2", dim=384))
+    raw.add([f"p{i}" for i in range(2000)], documents=texts[:2000], vectors=vecs[:2000])
+    words = lambda ts: [len(t.split()) for t in ts]  # noqa: E731  (say, the chat model's own counter)
+    ctx = rag.retrieve_context(raw, "compare floating point numbers", mode="keyword", token_budget=120,
+                               count_tokens=words)
+    assert ctx.sources and ctx.tokens == len(ctx.text.split()) <= 120
 
 
 def test_answer_maps_citations_back_to_records(docs_col, stub):
