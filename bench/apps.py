@@ -107,7 +107,9 @@ def clustering():
     rows = []
     for label, method, kw, graph in [("k-means (k=10)", "kmeans", {"n_clusters": 10}, False),
                                      ("HDBSCAN (min size 15), features", "hdbscan", {"min_cluster_size": 15}, False),
-                                     ("HDBSCAN (min size 15), kNN graph", "hdbscan", {"min_cluster_size": 15}, True)]:
+                                     ("HDBSCAN (min size 15), kNN graph", "hdbscan", {"min_cluster_size": 15}, True),
+                                     ("HDBSCAN (min size 15) after UMAP to 5-d", "hdbscan",
+                                      {"min_cluster_size": 15, "reduce_dim": 5}, False)]:
         saved = C.GRAPH_ABOVE
         C.GRAPH_ABOVE = 100 if graph else saved
         t = time.perf_counter()

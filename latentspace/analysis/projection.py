@@ -76,9 +76,15 @@ def project(
                              metric=metric).fit_transform(x)
     if n_neighbors >= n:
         raise InvalidInputError(f"project: UMAP n_neighbors ({n_neighbors}) must be below the number of points ({n}).")
+    return umap_embedding(x, dim, seed=seed, metric=metric, n_neighbors=n_neighbors)
+
+
+def umap_embedding(x: np.ndarray, dim: int, *, seed: int = 0, metric: str = "euclidean", n_neighbors: int = 15,
+                   min_dist: float = 0.1) -> np.ndarray:
+    """UMAP of ``x`` to ``dim`` dimensions, seeded (for pictures at 2-3, for clustering at 5-10)."""
     umap = _require("umap")
     # a seed makes UMAP single-threaded (and repeatable); say so rather than be warned
-    return umap.UMAP(n_components=dim, n_neighbors=n_neighbors, random_state=seed, metric=metric,
+    return umap.UMAP(n_components=dim, n_neighbors=n_neighbors, random_state=seed, metric=metric, min_dist=min_dist,
                      n_jobs=1).fit_transform(x)
 
 

@@ -66,13 +66,16 @@ class Clustering:
 
 def cluster(
     col, method: Method = "kmeans", *, n_clusters: int = 8, min_cluster_size: int = 10, where: dict | None = None,
-    n_terms: int = 8, n_central: int = 3, write_to: str | None = None, seed: int = 0,
+    n_terms: int = 8, n_central: int = 3, write_to: str | None = None, seed: int = 0, reduce_dim: int | None = None,
 ) -> Clustering:
     """Cluster the records of ``col`` (or those matching ``where``).
 
     ``kmeans`` needs ``n_clusters``; ``hdbscan`` finds the number itself from
     ``min_cluster_size`` and marks noise as ``-1``. ``write_to`` names a metadata key
     that receives each record's cluster id (the records are otherwise unchanged).
+    ``reduce_dim`` first maps the vectors to that many dimensions with UMAP (seeded; the
+    ``analysis`` extra), as BERTopic does before HDBSCAN: on high-dimensional text vectors
+    HDBSCAN alone calls most records noise.
     """
     check_choice(method, "method", "cluster", ("kmeans", "hdbscan"))
     n_clusters = check_int(n_clusters, "n_clusters", "cluster", 1, 100_000)
@@ -82,24 +85,35 @@ def cluster(
     seed = check_int(seed, "seed", "cluster", 0, 2**32 - 1)
     if write_to is not None:
         check_name(write_to, "metadata key")
+    if reduce_dim is not None:
+        reduce_dim = check_int(reduce_dim, "reduce_dim", "cluster", 2, col.spec.dim)
     t0 = time.perf_counter()
     rec = record_arrays(col, where)
     require_records(rec, col, "Clustering")
     n = len(rec)
+    data, metric = rec.vectors, col.spec.metric
+    if reduce_dim is not None and reduce_dim < col.spec.dim:
+        from ..analysis.projection import umap_embedding
+
+        if n <= 16:
+            raise InvalidInputError(f"reduce_dim needs more than 16 records to learn a map; {n} match.")
+        data = umap_embedding(rec.vectors, reduce_dim, seed=seed, metric="cosine" if metric == "cosine" else "euclidean",
+                              min_dist=0.0).astype(np.float32)
+        metric = "l2"
     if method == "kmeans":
         if n_clusters > n:
             raise InvalidInputError(
                 f"cluster asked for n_clusters={n_clusters} but only {n} record(s) match; "
                 f"ask for at most {n} clusters, or add records."
             )
-        labels = _kmeans(rec.vectors, n_clusters, seed, col.spec.metric)
+        labels = _kmeans(data, n_clusters, seed, metric)
     else:
         if min_cluster_size > n:
             raise InvalidInputError(
                 f"cluster asked for min_cluster_size={min_cluster_size} but only {n} record(s) match; "
                 "lower min_cluster_size."
             )
-        labels = _hdbscan(col, rec, min_cluster_size, where)
+        labels = _hdbscan(col, rec, min_cluster_size, where, data, metric)
     clusters = describe(rec, labels, n_terms=n_terms, n_central=n_central)
     if write_to is not None:
         write_metadata(col, rec, labels, write_to)
@@ -113,12 +127,12 @@ def _kmeans(x: np.ndarray, k: int, seed: int, metric: str) -> np.ndarray:
     return KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(data).astype(np.int64)
 
 
-def _hdbscan(col, rec: RecordArrays, min_cluster_size: int, where) -> np.ndarray:
+def _hdbscan(col, rec: RecordArrays, min_cluster_size: int, where, data: np.ndarray, metric: str) -> np.ndarray:
     from sklearn.cluster import HDBSCAN
 
     n = len(rec)
-    if n <= GRAPH_ABOVE:
-        data = unit_rows(rec.vectors) if col.spec.metric == "cosine" else rec.vectors
+    if n <= GRAPH_ABOVE or data is not rec.vectors:  # small, or already reduced: on the features
+        data = unit_rows(data) if metric == "cosine" else data
         return HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(data).astype(np.int64)
     from scipy.sparse import csr_matrix
 

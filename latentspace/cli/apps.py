@@ -116,6 +116,8 @@ def cluster_cmd(
     n_clusters: int = typer.Option(8, "--n-clusters", help="k-means: number of clusters."),
     min_cluster_size: int = typer.Option(10, help="HDBSCAN: smallest cluster."),
     terms: int = typer.Option(8, help="c-TF-IDF terms per cluster."),
+    reduce_dim: Optional[int] = typer.Option(None, help="First map the vectors to this many dimensions with UMAP "
+                                             "(5 suits HDBSCAN on text; needs the analysis extra)."),
     write_to: Optional[str] = typer.Option(None, help="Metadata key that receives each record's cluster id."),
     seed: int = typer.Option(0), where: Optional[str] = WHERE, as_json: bool = JSON,
 ) -> None:
@@ -124,7 +126,8 @@ def cluster_cmd(
 
     with open_existing_store(store) as st:
         res = cluster(st.get_collection(collection), method, n_clusters=n_clusters, min_cluster_size=min_cluster_size,
-                      n_terms=terms, write_to=write_to, seed=seed, where=parse_json_option(where, "--where"))
+                      n_terms=terms, write_to=write_to, seed=seed, where=parse_json_option(where, "--where"),
+                      reduce_dim=reduce_dim)
     if as_json:
         emit_json(res.to_dict())
         return

@@ -107,3 +107,16 @@ def test_bad_input(store, digits_col):
     with pytest.raises(ls.InvalidInputError, match="empty"):
         C.cluster(empty)
     assert len(digits_col) == n and digits_col.count({"cluster": {"$exists": True}}) == 0
+
+
+def test_umap_reduction_before_hdbscan_finds_more_of_the_digits(digits_col):
+    pytest.importorskip("umap")
+    plain = C.cluster(digits_col, "hdbscan", min_cluster_size=15)
+    reduced = C.cluster(digits_col, "hdbscan", min_cluster_size=15, reduce_dim=5, seed=0)
+    assert reduced.noise < plain.noise and nmi(digits_col, reduced) > nmi(digits_col, plain)
+    again = C.cluster(digits_col, "hdbscan", min_cluster_size=15, reduce_dim=5, seed=0)
+    np.testing.assert_array_equal(again.labels, reduced.labels)  # seeded
+    km = C.cluster(digits_col, "kmeans", n_clusters=10, reduce_dim=5)
+    assert nmi(digits_col, km) >= 0.65
+    with pytest.raises(ls.InvalidInputError, match="reduce_dim"):
+        C.cluster(digits_col, reduce_dim=1)
