@@ -60,8 +60,10 @@ def test_digits_commands(digits_store, tmp_path):
                         "--test-where", '{"split": "test"}', "--json").stdout)
     assert tr["test_accuracy"] >= 0.93 and (probe / "probe.safetensors").is_file()
     pr = json.loads(run("classify", "probe-predict", s, "digits", probe, "--where", '{"split": "test"}',
-                        "--json").stdout)
+                        "--write-to", "predicted", "--json").stdout)
     assert len(pr) == 450 and all("label" in p for p in pr)
+    with ls.open_store(s) as st:
+        assert st.get_collection("digits").count({"predicted": {"$exists": True}}) == 450
     gone = json.loads(run("dedup", s, "digits", "--threshold", "0.9999", "--delete", "--json").stdout)
     assert gone["deleted"] == len(gone["groups"]) >= 2
 

@@ -139,13 +139,19 @@ class LinearProbe:
         return [Prediction(self.classes_[b], float(row[b]), {str(c): float(v) for c, v in zip(self.classes_, row)})
                 for b, row in zip(best.tolist(), p)]
 
-    def predict_collection(self, col, where: dict | None = None) -> dict[str, Prediction]:
-        """Predictions for every record of ``col`` (which must be in the probe's space), by id."""
+    def predict_collection(self, col, where: dict | None = None, write_to: str | None = None) -> dict[str, Prediction]:
+        """Predictions for every record of ``col`` (which must be in the probe's space), by id;
+        ``write_to`` stores each predicted label in that metadata key."""
         self._check_fitted()
+        if write_to is not None:
+            check_name(write_to, "metadata key")
         rec = record_arrays(col, where)
         if not len(rec):
             return {}
-        return dict(zip(rec.ids, self.predict(rec.vectors, space=col.spec)))
+        preds = self.predict(rec.vectors, space=col.spec)
+        if write_to is not None:
+            write_metadata(col, rec, [p.label for p in preds], write_to)
+        return dict(zip(rec.ids, preds))
 
     def score(self, col, where: dict | None = None) -> float:
         """Accuracy on the labelled records of ``col`` matching ``where``."""

@@ -265,16 +265,11 @@ def classify_probe_predict(
 ) -> None:
     """Label the records of a collection (in the probe's space) with a saved probe."""
     from ..apps.classify import LinearProbe
-    from ..collections.graph import record_arrays, write_metadata
 
     probe = LinearProbe.load(probe_dir)
     with open_existing_store(store) as st:
-        col = st.get_collection(collection)
-        w = parse_json_option(where, "--where")
-        preds = probe.predict_collection(col, where=w)
-        if write_to:
-            rec = record_arrays(col, w)
-            write_metadata(col, rec, [preds[i].label for i in rec.ids], write_to)
+        preds = probe.predict_collection(st.get_collection(collection), where=parse_json_option(where, "--where"),
+                                         write_to=write_to)
     _print_predictions(list(preds.items())[:50] if not as_json else list(preds.items()), as_json,
                        f"Probe labels ({len(preds)} records{'; first 50' if len(preds) > 50 else ''})")
 

@@ -28,13 +28,10 @@ class RecordArrays:
     vectors: np.ndarray
     documents: list[str | None]
     metadatas: list[dict[str, Any]]
-    rids: np.ndarray  # the store's row ids (the index labels), same order
+    rids: np.ndarray  # the store's row ids (the index labels), same order: ascending
 
     def __len__(self) -> int:
         return len(self.ids)
-
-    def position(self) -> dict[str, int]:
-        return {rid: i for i, rid in enumerate(self.ids)}
 
 
 @dataclass(frozen=True)
@@ -114,12 +111,10 @@ def neighbors_of(
             q = records.vectors[which[start : start + step]]
             labels[start : start + step], dists[start : start + step] = col._vector_arrays(
                 q, want, where, exact=exact, ef=ef)
-    # rid -> position; a rid the index returns that is not in `records` (written meanwhile) -> -1
-    order = np.argsort(records.rids)
-    sorted_rids = records.rids[order]
-    at_c = np.minimum(np.searchsorted(sorted_rids, labels), n - 1)
-    found = (labels >= 0) & (sorted_rids[at_c] == labels)
-    pos = np.where(found, order[at_c], -1)
+    # rid -> position (records come in rid order); a rid the index returns that is not in
+    # `records` (filtered out, or written meanwhile) -> -1
+    at = np.minimum(np.searchsorted(records.rids, labels), n - 1)
+    pos = np.where((labels >= 0) & (records.rids[at] == labels), at, -1)
     # drop each record itself (wherever it came: ties at distance 0 may put a duplicate
     # first) and keep the first k others
     keep = (pos >= 0) & (pos != np.asarray(which)[:, None])
@@ -148,8 +143,3 @@ def write_metadata(col: Collection, records: RecordArrays, values, key: str, bat
                          vectors=records.vectors[part], space=col.spec)
         total += res.added + res.replaced
     return total
-
-
-def to_similarity(distances: np.ndarray, metric: str) -> np.ndarray:
-    """Cosine/dot distances back to similarities (l2 stays a distance, negated)."""
-    return -distances if metric == "l2" else 1.0 - distances

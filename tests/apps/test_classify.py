@@ -52,6 +52,10 @@ def test_probe_fits_saves_and_loads_without_pickle(digits_col, tmp_path):
     assert again.classes_ == list(range(10))
     preds = again.predict_collection(digits_col, where={"split": "test"})
     assert len(preds) == len(test) and np.mean([preds[r.id].label == r.metadata["label"] for r in test]) == acc
+    written = again.predict_collection(digits_col, where={"split": "test"}, write_to="predicted")
+    assert {r.id: r.metadata["predicted"] for r in digits_col.get(where={"split": "test"})} == {
+        i: p.label for i, p in written.items()}
+    assert digits_col.count({"predicted": {"$exists": True}}) == len(test)
 
 
 def test_probe_binary_and_string_labels(store, real_docs, default_enc):
