@@ -170,7 +170,11 @@ def _ctfidf_terms(documents: list, labels: np.ndarray, found: list[int], n_terms
         return [[] for _ in found]
     from sklearn.feature_extraction.text import CountVectorizer
 
-    joined = [" ".join(d for d, lab in zip(documents, labels) if lab == c and d) for c in found]
+    parts: dict[int, list[str]] = {c: [] for c in found}
+    for d, lab in zip(documents, labels.tolist()):  # one pass, not one per cluster
+        if d and lab in parts:
+            parts[lab].append(d)
+    joined = [" ".join(parts[c]) for c in found]
     try:
         vec = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9_]+\b")
         counts = vec.fit_transform(joined).astype(np.float64)
