@@ -158,6 +158,51 @@ def test_search_batch_matches_single(backend):
         assert [h.id for h in hits] == [h.id for h in col.search(vector=qi, k=5)]
 
 
+def test_hit_metadata_is_read_only_and_stays_true_to_the_store(backend):
+    import copy
+    import json
+    import pickle
+
+    st = backend()
+    col = st.create_collection("c", space=SPEC)
+    x, ids, _, metas = fill(col, 60)
+    flat = unit_rows(1, 16, seed=5)
+    col.add(["flat"], documents=["flat cats"], metadatas=[{"k": 1}], vectors=flat)
+    q = x[0]
+    searches = [
+        col.search(vector=flat[0], k=3),
+        col.search_batch(vectors=flat, k=3)[0],
+        col.search(vector=q, k=5),
+        col.search_batch(vectors=x[:3], k=5)[1],
+        col.search(vector=q, k=5, mode="exact"),
+        col.search(vector=q, k=5, where={"group": "a"}),
+        col.search(vector=q, k=5, include_vectors=True),
+        col.search("cats", k=5, mode="keyword"),
+    ]
+    for hits in searches:
+        for h in hits:
+            m = h.metadata
+            want = {"k": 1} if h.id == "flat" else metas[ids.index(h.id)]
+            assert isinstance(m, dict) and m == want and json.loads(json.dumps(m)) == want
+            for change in (lambda: m.__setitem__("i", -1), lambda: m.update(i=-1), lambda: m.pop("i"),
+                           lambda: m.clear(), lambda: m.setdefault("new", 1), lambda: m.popitem()):
+                with pytest.raises(TypeError, match="read-only"):
+                    change()
+            mine = dict(m)
+            mine["i"] = -1  # a copy is the user's own
+            for c in (m.copy(), copy.copy(m), copy.deepcopy(m), m | {"i": -1}):
+                assert type(c) is dict
+            assert pickle.loads(pickle.dumps(m)) == want
+            if "tags" in m:
+                m["tags"].append("changed")  # nested values are parsed per hit: changing them changes nothing stored
+    assert all(hits[0].id == "flat" for hits in searches[:2])
+    again = col.search(vector=q, k=5) + col.search(vector=flat[0], k=3)
+    assert all(h.metadata == ({"k": 1} if h.id == "flat" else metas[ids.index(h.id)]) for h in again)
+    rec = col.get(ids=[ids[0]])[0]
+    assert rec.metadata == metas[0]
+    rec.metadata["i"] = -1  # records from get() are fresh and the caller's own
+
+
 def test_hnsw_params_are_per_collection(backend):
     st = backend()
     col = st.create_collection("c", space=SPEC, hnsw={"M": 8, "ef_construction": 50, "ef_search": 20})

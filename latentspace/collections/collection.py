@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from ..core.validation import (
 from ..storage.filters import compile_where
 from ..storage.index import to_scores
 from .fusion import reciprocal_rank_fusion
-from .hits import Hit, Record
+from .hits import Hit, Record, make_hits
 
 if TYPE_CHECKING:
     from ..embed.base import Encoder
@@ -286,7 +285,7 @@ class Collection:
                 return None
         elif not isinstance(space, SpaceSpec) or space._fingerprint != spec._fingerprint:
             return None
-        sq = float(np.dot(vector, vector))
+        sq = float(vector.dot(vector))
         if not math.isfinite(sq) or sq == 0.0 or (spec.normalize and abs(math.sqrt(sq) - 1.0) > NORM_TOLERANCE):
             return None
         storage = self._storage
@@ -297,12 +296,8 @@ class Collection:
         if found is None:
             return None  # the general path falls back to an exact scan
         rids, dists = found
-        new = tuple.__new__
         base = 0.0 if spec.metric == "l2" else 1.0  # score: -distance for l2, similarity otherwise
-        return [
-            new(Hit, (e[0], base - d, e[1], e[2].copy() if e[2] is not None else json.loads(e[3]), d, None, None))
-            for e, d in zip(storage.entries(rids), dists) if e[0] is not None
-        ]
+        return make_hits(*storage.hit_columns(rids), [base - d for d in dists], dists)
 
     def search_batch(
         self,
@@ -370,25 +365,20 @@ class Collection:
         return self._hits(results, include_vectors)
 
     def _hits_from_arrays(self, labels: np.ndarray, dists: np.ndarray, mode: str) -> list[list[Hit]]:
-        """Result arrays straight to hits through the row cache (the batch hot path)."""
+        """Result arrays straight to hits through the row cache (the batch hot path): one
+        lookup and one C-level pass make every hit of the batch, then the rows are cut out."""
         valid = labels >= 0
         counts = valid.sum(axis=1).tolist()
-        entries = self._storage.entries(labels[valid].tolist())
-        dl = dists[valid].astype(np.float64).tolist()
+        d = dists[valid].astype(np.float64)
         base = 0.0 if self.spec.metric == "l2" else 1.0  # score: -distance for l2, similarity otherwise
-        # tuple.__new__ skips the named tuple's Python-level constructor: this loop makes
-        # every hit of a batch, so it is the one place where that matters
-        new = tuple.__new__
-        loads = json.loads
+        hits = make_hits(*self._storage.hit_columns(labels[valid].tolist()), (base - d).tolist(), d.tolist(),
+                         keep_gone=True)
         out = []
         pos = 0
         for c in counts:
-            end = pos + c
-            out.append([
-                new(Hit, (e[0], base - d, e[1], e[2].copy() if e[2] is not None else loads(e[3]), d, None, None))
-                for e, d in zip(entries[pos:end], dl[pos:end]) if e[0] is not None
-            ])
-            pos = end
+            row = hits[pos:pos + c]
+            pos += c
+            out.append(row if all(row) else [h for h in row if h is not None])
         return out
 
     @staticmethod

@@ -17,13 +17,16 @@ import sqlite3
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.errors import NotFoundError
+from ..core.frozen import EMPTY, FrozenDict
 from ..core.io import atomic_replace, sha256_file, write_json
 from ..core.space import SpaceSpec
 from ..core.validation import canonical_json
@@ -529,11 +532,9 @@ class CollectionStorage:
         return [(rid, -float(s)) for rid, s in rows]
 
     def entries(self, rids: list[int]) -> list[tuple]:
-        """Cached ``(id, document, flat_metadata_or_None, metadata_json)`` per rid, in order.
+        """Cached ``(id, document, frozen_flat_metadata_or_None, metadata_json)`` per rid, in order.
 
-        A rid deleted meanwhile gets ``(None, None, None, "{}")``. The cached flat metadata
-        dict is shared: callers hand out ``dict(entry[2])`` (or ``json.loads(entry[3])``
-        when it is None, for nested metadata), never the cached object.
+        A rid deleted meanwhile gets ``(None, None, None, "{}")``.
         """
         get = self._row_cache.get
         out = [get(r) for r in rids]
@@ -542,9 +543,27 @@ class CollectionStorage:
             out = [e if e is not None else (get(r) or _GONE) for r, e in zip(rids, out)]
         return out
 
+    def hit_columns(self, rids: list[int]) -> tuple[tuple, tuple, Sequence]:
+        """``(ids, documents, metadatas)`` of ``rids``, in order, for search hits (the hot path).
+
+        Metadata is a :class:`FrozenDict`: flat metadata is the cache's own object, shared,
+        nested metadata is parsed anew. A rid deleted meanwhile has id None.
+        """
+        if not rids:
+            return (), (), ()
+        cache = self._row_cache
+        try:  # itemgetter looks all rids up in one C call
+            found = itemgetter(*rids)(cache) if len(rids) > 1 else (cache[rids[0]],)
+        except KeyError:
+            found = self.entries(rids)
+        ids, docs, metas, texts = zip(*found)
+        if None in metas:  # nested metadata (never shared: its lists and dicts could be changed)
+            metas = [m if m is not None else FrozenDict(json.loads(t)) for m, t in zip(metas, texts)]
+        return ids, docs, metas
+
     def fetch(self, rids: list[int], with_vectors: bool = False) -> dict[int, Row]:
-        """Rows by rid. A rid's row never changes (an upsert writes a new rid), so rows are
-        cached in memory (bounded by bytes) and a cached row is always current."""
+        """Rows by rid, with read-only metadata. A rid's row never changes (an upsert writes a
+        new rid), so rows are cached in memory (bounded by bytes) and a cached row is current."""
         out: dict[int, Row] = {}
         cache = self._row_cache
         missing = []
@@ -555,7 +574,7 @@ class CollectionStorage:
                     missing.append(rid)
                 else:
                     rec_id, doc, meta, meta_text = hit
-                    out[rid] = Row(rid, rec_id, doc, dict(meta) if meta is not None else json.loads(meta_text))
+                    out[rid] = Row(rid, rec_id, doc, meta if meta is not None else FrozenDict(json.loads(meta_text)))
         else:
             missing = list(rids)
         cols = "rid, id, document, metadata, content_hash" + (", vector" if with_vectors else "")
@@ -563,23 +582,28 @@ class CollectionStorage:
             marks = ",".join("?" * len(part))
             for r in self._q(f"SELECT {cols} FROM records WHERE rid IN ({marks})", part):
                 vec = np.frombuffer(r[5], dtype=np.float32).copy() if with_vectors else None
-                meta = json.loads(r[3])
+                meta = self._cache_row(r[0], r[1], r[2], r[3])
                 out[r[0]] = Row(r[0], r[1], r[2], meta, vec, r[4])
-                self._cache_row(r[0], r[1], r[2], r[3], meta)
         return out
 
-    def _cache_row(self, rid, rec_id, doc, meta_text, meta) -> None:
-        if rid in self._row_cache:
-            return
-        # flat metadata is handed out as shallow copies; nested metadata is parsed anew each time.
+    def _cache_row(self, rid, rec_id, doc, meta_text) -> FrozenDict:
+        """Cache one row; returns its metadata as a FrozenDict (the cached one when flat)."""
+        entry = self._row_cache.get(rid)
+        if entry is not None and entry[2] is not None:
+            return entry[2]
+        meta = json.loads(meta_text)
+        # flat metadata is shared by every hit (read-only); nested metadata is parsed per hit.
         # Eviction is first-in first-out: cheaper per hit than LRU bookkeeping.
         flat = all(not isinstance(v, (dict, list)) for v in meta.values())
-        size = 200 + len(rec_id) + len(doc or "") + len(meta_text)
-        self._row_cache[rid] = (rec_id, doc, dict(meta) if flat else None, meta_text)
-        self._row_cache_bytes += size
-        while self._row_cache_bytes > ROW_CACHE_BYTES and self._row_cache:
-            _, (i, d, _m, t) = self._row_cache.popitem(last=False)
-            self._row_cache_bytes -= 200 + len(i) + len(d or "") + len(t)
+        frozen = (FrozenDict(meta) if meta else EMPTY) if flat else None
+        if entry is None:
+            size = 200 + len(rec_id) + len(doc or "") + len(meta_text)
+            self._row_cache[rid] = (rec_id, doc, frozen, meta_text)
+            self._row_cache_bytes += size
+            while self._row_cache_bytes > ROW_CACHE_BYTES and self._row_cache:
+                _, (i, d, _m, t) = self._row_cache.popitem(last=False)
+                self._row_cache_bytes -= 200 + len(i) + len(d or "") + len(t)
+        return frozen if frozen is not None else FrozenDict(meta)
 
     def rows(self, ids: list[str] | None, where: Any, limit: int | None, offset: int, with_vectors: bool) -> list[Row]:
         self.sync()
