@@ -43,7 +43,7 @@ _CHUNK = 500  # SQL variables per IN (...) list
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
-_GONE = (None, None, None, "{}")
+_GONE = (None, None, EMPTY)  # a row cache entry for a rid deleted meanwhile
 
 
 def drop_index_files(store_path: Path, cid: int) -> None:
@@ -51,6 +51,12 @@ def drop_index_files(store_path: Path, cid: int) -> None:
     for p in [*store_path.glob(f"idx-{cid}-*"), store_path / f"idx-{cid}.json"]:
         with contextlib.suppress(OSError):
             p.unlink()
+
+
+def _entry_bytes(entry: tuple) -> int:
+    """What a row cache entry counts against ROW_CACHE_BYTES (a fixed function of the entry)."""
+    rec_id, doc, meta = entry
+    return 200 + len(rec_id) + len(doc or "") + (len(meta) if type(meta) is str else 64 * len(meta))
 
 
 @dataclass
@@ -531,11 +537,9 @@ class CollectionStorage:
         )
         return [(rid, -float(s)) for rid, s in rows]
 
-    def entries(self, rids: list[int]) -> list[tuple]:
-        """Cached ``(id, document, frozen_flat_metadata_or_None, metadata_json)`` per rid, in order.
-
-        A rid deleted meanwhile gets ``(None, None, None, "{}")``.
-        """
+    def _entries(self, rids: list[int]) -> list[tuple]:
+        """Row cache entries ``(id, document, metadata)`` per rid, in order, fetching the
+        missing ones; a rid deleted meanwhile gets ``(None, None, {})``."""
         get = self._row_cache.get
         out = [get(r) for r in rids]
         if None in out:
@@ -555,10 +559,10 @@ class CollectionStorage:
         try:  # itemgetter looks all rids up in one C call
             found = itemgetter(*rids)(cache) if len(rids) > 1 else (cache[rids[0]],)
         except KeyError:
-            found = self.entries(rids)
-        ids, docs, metas, texts = zip(*found)
-        if None in metas:  # nested metadata (never shared: its lists and dicts could be changed)
-            metas = [m if m is not None else FrozenDict(json.loads(t)) for m, t in zip(metas, texts)]
+            found = self._entries(rids)
+        ids, docs, metas = zip(*found)
+        if str in map(type, metas):  # nested metadata, cached as JSON (its lists and dicts could be changed)
+            metas = [m if type(m) is not str else FrozenDict(json.loads(m)) for m in metas]
         return ids, docs, metas
 
     def fetch(self, rids: list[int], with_vectors: bool = False) -> dict[int, Row]:
@@ -573,8 +577,8 @@ class CollectionStorage:
                 if hit is None:
                     missing.append(rid)
                 else:
-                    rec_id, doc, meta, meta_text = hit
-                    out[rid] = Row(rid, rec_id, doc, meta if meta is not None else FrozenDict(json.loads(meta_text)))
+                    rec_id, doc, meta = hit
+                    out[rid] = Row(rid, rec_id, doc, meta if type(meta) is not str else FrozenDict(json.loads(meta)))
         else:
             missing = list(rids)
         cols = "rid, id, document, metadata, content_hash" + (", vector" if with_vectors else "")
@@ -587,23 +591,27 @@ class CollectionStorage:
         return out
 
     def _cache_row(self, rid, rec_id, doc, meta_text) -> FrozenDict:
-        """Cache one row; returns its metadata as a FrozenDict (the cached one when flat)."""
-        entry = self._row_cache.get(rid)
-        if entry is not None and entry[2] is not None:
-            return entry[2]
+        """Cache one row as ``(id, document, metadata)``; returns its metadata as a FrozenDict.
+
+        Flat metadata is cached as a FrozenDict that every hit shares; nested metadata as its
+        JSON text, parsed per hit (so no hit can change what another sees). Eviction is
+        first-in first-out: cheaper per hit than LRU bookkeeping. An entry holds nothing
+        else: search touches every object of the entries it returns, and memory latency on
+        a large cache is most of that cost.
+        """
+        cached = self._row_cache.get(rid)
+        if cached is not None and type(cached[2]) is not str:
+            return cached[2]
         meta = json.loads(meta_text)
-        # flat metadata is shared by every hit (read-only); nested metadata is parsed per hit.
-        # Eviction is first-in first-out: cheaper per hit than LRU bookkeeping.
         flat = all(not isinstance(v, (dict, list)) for v in meta.values())
-        frozen = (FrozenDict(meta) if meta else EMPTY) if flat else None
-        if entry is None:
-            size = 200 + len(rec_id) + len(doc or "") + len(meta_text)
-            self._row_cache[rid] = (rec_id, doc, frozen, meta_text)
-            self._row_cache_bytes += size
+        frozen = FrozenDict(meta) if meta else EMPTY
+        if cached is None:
+            entry = (rec_id, doc, frozen if flat else meta_text)
+            self._row_cache[rid] = entry
+            self._row_cache_bytes += _entry_bytes(entry)
             while self._row_cache_bytes > ROW_CACHE_BYTES and self._row_cache:
-                _, (i, d, _m, t) = self._row_cache.popitem(last=False)
-                self._row_cache_bytes -= 200 + len(i) + len(d or "") + len(t)
-        return frozen if frozen is not None else FrozenDict(meta)
+                self._row_cache_bytes -= _entry_bytes(self._row_cache.popitem(last=False)[1])
+        return frozen
 
     def rows(self, ids: list[str] | None, where: Any, limit: int | None, offset: int, with_vectors: bool) -> list[Row]:
         self.sync()
