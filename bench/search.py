@@ -74,18 +74,22 @@ def recall(found, gt) -> float:
 
 
 def timed_single(fn, q, min_seconds=1.5):
-    """Run fn(q_i) over the queries (repeating to at least min_seconds); QPS and the results."""
-    out = [fn(qi) for qi in q[:50]]  # warm-up
+    """Run fn(q_i) over the queries (repeating to at least min_seconds); QPS and the results.
+
+    Each pass's results are dropped at the next pass, like the batch loop's, so no system
+    carries a growing heap of results (and the garbage collector's full passes over it)."""
+    for qi in q[:50]:  # warm-up
+        fn(qi)
     t0 = time.perf_counter()
     n = 0
-    out = []
+    first = None
     while True:
-        for qi in q:
-            out.append(fn(qi))
+        out = [fn(qi) for qi in q]
+        first = out if first is None else first
         n += len(q)
         if time.perf_counter() - t0 >= min_seconds:
             break
-    return n / (time.perf_counter() - t0), out[: len(q)]
+    return n / (time.perf_counter() - t0), first
 
 
 def timed_batch(fn, q, min_seconds=1.5):

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..collections.hits import Hit
 from ..core.errors import SpaceMismatchError
+from ..core.frozen import FrozenDict
 from ..core.validation import MAX_K, check_int, check_k, check_query_text
 from ..embed.truncated import TruncatedEncoder, truncate
 
@@ -136,5 +137,5 @@ class MatryoshkaFunnel:
                 np.linalg.norm(x, axis=1) * np.linalg.norm(q), 1e-12)
             dist, score = 1.0 - sim, sim
         order = np.argsort(-score, kind="stable")[:k]
-        return [Hit(recs[i].id, float(score[i]), recs[i].document, recs[i].metadata, float(dist[i]))
+        return [Hit(recs[i].id, float(score[i]), recs[i].document, FrozenDict(recs[i].metadata), float(dist[i]))
                 for i in order.tolist()]

@@ -7,6 +7,7 @@ import pytest
 
 import latentspace as ls
 from latentspace.apps.matryoshka import MatryoshkaFunnel
+from latentspace.core.frozen import FrozenDict
 from latentspace.embed.truncated import TruncatedEncoder, truncate
 
 
@@ -98,6 +99,7 @@ def test_build_from_an_existing_collection_reuses_its_vectors(store, real_docs, 
     hits = funnel.search(vector=qvecs[0], space=default_enc.spec, k=5)
     exact = full.search(vector=qvecs[0], space=default_enc.spec, k=5, mode="exact")
     assert hits[0].id == exact[0].id
+    assert all(isinstance(h.metadata, FrozenDict) for h in hits + exact)  # read-only like every hit
     raw = store.create_collection("raw", space=ls.SpaceSpec(model="test/x", dim=8))
     raw.add(["a", "b"], vectors=np.eye(8, dtype=np.float32)[:2])
     assert MatryoshkaFunnel.build(raw, 4).coarse.spec.truncate_dim == 4
