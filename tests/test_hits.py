@@ -1,0 +1,42 @@
+"""How hits are made from the row cache: rows deleted meanwhile, cache misses, nested metadata."""
+
+from __future__ import annotations
+
+import latentspace as ls
+from latentspace.collections.hits import Hit, make_hits
+from latentspace.core.frozen import FrozenDict
+
+from .conftest import unit_rows
+
+SPEC = ls.SpaceSpec(model="test/model", dim=8, normalize=True, metric="cosine", modality="vector")
+
+
+def test_make_hits_leaves_out_rows_deleted_meanwhile_or_keeps_their_place():
+    m = FrozenDict(a=1)
+    hits = make_hits(("a", None, "c"), ("da", None, "dc"), (m, FrozenDict(), m), [0.9, 0.8, 0.7], [0.1, 0.2, 0.3])
+    assert [h.id for h in hits] == ["a", "c"] and all(type(h) is Hit for h in hits)
+    assert hits[1] == Hit("c", 0.7, "dc", {"a": 1}, 0.3, None, None)
+    kept = make_hits(("a", None), (None, None), (m, m), [1.0, 0.5], [0.0, 0.5], keep_gone=True)
+    assert kept[0].id == "a" and kept[1] is None
+    assert make_hits((), (), (), [], []) == []
+
+
+def test_hit_columns_fetch_misses_and_parse_nested_metadata_per_call(tmp_path):
+    st = ls.open_store(tmp_path / "s")
+    col = st.create_collection("c", space=SPEC)
+    col.add(["flat", "nested", "none"], documents=["f", "n", None],
+            metadatas=[{"k": 1}, {"tags": ["x"], "d": {"y": 2}}, {}], vectors=unit_rows(3, 8, seed=1))
+    storage = col._storage
+    rids = [r[0] for r in storage._q("SELECT rid FROM records WHERE collection_id = ? ORDER BY rid", (storage.cid,))]
+    storage._row_cache.clear()  # every lookup a miss: filled from SQLite
+    storage._row_cache_bytes = 0
+    ids, docs, metas = storage.hit_columns(rids + [10**9])  # the last rid does not exist
+    assert ids == ("flat", "nested", "none", None) and docs == ("f", "n", None, None)
+    assert [dict(m) for m in metas] == [{"k": 1}, {"tags": ["x"], "d": {"y": 2}}, {}, {}]
+    assert all(isinstance(m, FrozenDict) for m in metas)
+    again = storage.hit_columns(rids)[2]
+    assert again[0] is metas[0]  # flat metadata: the cache's own read-only object, shared
+    assert again[1] == metas[1] and again[1] is not metas[1]  # nested: parsed per call
+    assert again[1]["tags"] is not metas[1]["tags"]
+    assert storage.hit_columns([]) == ((), (), ())
+    st.close()
