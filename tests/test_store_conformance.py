@@ -184,10 +184,11 @@ def test_hit_metadata_is_read_only_and_stays_true_to_the_store(backend):
             m = h.metadata
             want = {"k": 1} if h.id == "flat" else metas[ids.index(h.id)]
             assert isinstance(m, dict) and m == want and json.loads(json.dumps(m)) == want
-            for change in (lambda: m.__setitem__("i", -1), lambda: m.update(i=-1), lambda: m.pop("i"),
-                           lambda: m.clear(), lambda: m.setdefault("new", 1), lambda: m.popitem()):
+            for method, args in (("__setitem__", ("i", -1)), ("__delitem__", ("i",)), ("update", ({"i": -1},)),
+                                 ("pop", ("i",)), ("clear", ()), ("setdefault", ("new", 1)), ("popitem", ()),
+                                 ("__ior__", ({"i": -1},))):
                 with pytest.raises(TypeError, match="read-only"):
-                    change()
+                    getattr(m, method)(*args)
             mine = dict(m)
             mine["i"] = -1  # a copy is the user's own
             for c in (m.copy(), copy.copy(m), copy.deepcopy(m), m | {"i": -1}):
