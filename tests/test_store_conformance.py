@@ -201,6 +201,8 @@ def test_hit_metadata_is_read_only_and_stays_true_to_the_store(backend):
     assert all(h.metadata == ({"k": 1} if h.id == "flat" else metas[ids.index(h.id)]) for h in again)
     rec = col.get(ids=[ids[0]])[0]
     assert rec.metadata == metas[0]
+    col.upsert(["copy"], metadatas=[again[-3].metadata], vectors=flat)  # a hit's metadata can be written back
+    assert col.get(ids=["copy"])[0].metadata == {"k": 1}
     rec.metadata["i"] = -1  # records from get() are fresh and the caller's own
 
 
