@@ -16,9 +16,9 @@ import dataclasses
 
 import numpy as np
 
+from ..collections.graph import hits_of, vectors_by_id
 from ..collections.hits import Hit
 from ..core.errors import SpaceMismatchError
-from ..core.frozen import FrozenDict
 from ..core.validation import MAX_K, check_int, check_k, check_query_text
 from ..embed.truncated import TruncatedEncoder, truncate
 
@@ -124,10 +124,11 @@ class MatryoshkaFunnel:
                                   ef=min(100_000, 2 * candidates))
         if not cand:
             return []
-        recs = self.full.get(ids=[h.id for h in cand], include_vectors=True)
-        if not recs:
+        # the candidates' full vectors only; documents and metadata for the k kept, from the full
+        # collection's row cache (the coarse copy could lag behind it)
+        rids, x = vectors_by_id(self.full, [h.id for h in cand])
+        if not rids:
             return []
-        x = np.stack([r.vector for r in recs])
         metric = self.full.spec.metric
         if metric == "l2":
             dist = np.linalg.norm(x - q, axis=1)
@@ -137,5 +138,5 @@ class MatryoshkaFunnel:
                 np.linalg.norm(x, axis=1) * np.linalg.norm(q), 1e-12)
             dist, score = 1.0 - sim, sim
         order = np.argsort(-score, kind="stable")[:k]
-        return [Hit(recs[i].id, float(score[i]), recs[i].document, FrozenDict(recs[i].metadata), float(dist[i]))
-                for i in order.tolist()]
+        return hits_of(self.full, [rids[i] for i in order.tolist()], score[order].astype(np.float64).tolist(),
+                       dist[order].astype(np.float64).tolist())

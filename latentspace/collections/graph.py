@@ -67,6 +67,22 @@ def record_arrays(col: Collection, where: dict | None = None) -> RecordArrays:
     )
 
 
+def vectors_by_id(col: Collection, ids: list[str]) -> tuple[list[int], np.ndarray]:
+    """The stored vectors of the records with these ids that exist, in the order asked, with
+    their row ids (for :func:`hits_of`); reads vectors only, not documents or metadata."""
+    with col.store._lock:
+        return col._storage.vectors_by_id(ids)
+
+
+def hits_of(col: Collection, rids: list[int], scores: list[float], distances: list[float]) -> list:
+    """Search hits for rows of ``col`` (by row id) with the given scores, through its row cache
+    (read-only metadata, as every search returns)."""
+    from .hits import make_hits
+
+    with col.store._lock:
+        return make_hits(*col._storage.hit_columns(rids), scores, distances)
+
+
 def require_records(records: RecordArrays, col: Collection, what: str, at_least: int = 1) -> None:
     if len(records) < at_least:
         have = "is empty" if not len(records) else f"has {len(records)} matching record(s)"

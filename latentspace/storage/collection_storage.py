@@ -613,6 +613,23 @@ class CollectionStorage:
                 self._row_cache_bytes -= _entry_bytes(self._row_cache.popitem(last=False)[1])
         return frozen
 
+    def vectors_by_id(self, ids: list[str]) -> tuple[list[int], np.ndarray]:
+        """``(rids, vectors)`` of the records with these ids that exist, in the order asked
+        (vectors only: no document or metadata is read or parsed)."""
+        self.sync()
+        found: dict[str, tuple[int, bytes]] = {}
+        for part in _chunks(ids):
+            marks = ",".join("?" * len(part))
+            for rid, rec_id, blob in self._q(
+                f"SELECT rid, id, vector FROM records WHERE collection_id = ? AND id IN ({marks})", [self.cid, *part]
+            ):
+                found[rec_id] = (rid, blob)
+        hits = [found[i] for i in ids if i in found]
+        if not hits:
+            return [], np.zeros((0, self.spec.dim), dtype=np.float32)
+        vectors = np.frombuffer(b"".join(blob for _, blob in hits), dtype=np.float32).reshape(len(hits), -1)
+        return [rid for rid, _ in hits], vectors
+
     def rows(self, ids: list[str] | None, where: Any, limit: int | None, offset: int, with_vectors: bool) -> list[Row]:
         self.sync()
         cols = "rid, id, document, metadata, content_hash" + (", vector" if with_vectors else "")
