@@ -40,3 +40,20 @@ def test_hit_columns_fetch_misses_and_parse_nested_metadata_per_call(tmp_path):
     assert again[1]["tags"] is not metas[1]["tags"]
     assert storage.hit_columns([]) == ((), (), ())
     st.close()
+
+
+def test_vectors_by_id_and_hits_of(tmp_path):
+    from latentspace.collections.graph import hits_of, vectors_by_id
+
+    st = ls.open_store(tmp_path / "s")
+    col = st.create_collection("c", space=SPEC)
+    x = unit_rows(4, 8, seed=2)
+    col.add(["a", "b", "c", "d"], documents=["A", "B", "C", "D"], metadatas=[{"n": i} for i in range(4)], vectors=x)
+    rids, vecs = vectors_by_id(col, ["c", "zz", "a"])  # in the order asked; unknown ids left out
+    assert len(rids) == 2 and vecs.shape == (2, 8) and vecs.dtype == "float32"
+    assert (vecs == x[[2, 0]]).all()
+    hits = hits_of(col, rids, [0.5, 0.25], [0.5, 0.75])
+    assert [(h.id, h.document, h.metadata, h.score, h.distance) for h in hits] == [
+        ("c", "C", {"n": 2}, 0.5, 0.5), ("a", "A", {"n": 0}, 0.25, 0.75)]
+    assert vectors_by_id(col, ["nope"])[1].shape == (0, 8)
+    st.close()
