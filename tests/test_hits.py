@@ -57,3 +57,22 @@ def test_vectors_by_id_and_hits_of(tmp_path):
         ("c", "C", {"n": 2}, 0.5, 0.5), ("a", "A", {"n": 0}, 0.25, 0.75)]
     assert vectors_by_id(col, ["nope"])[1].shape == (0, 8)
     st.close()
+
+
+def test_row_cache_stays_in_its_bound_and_results_stay_right(tmp_path, monkeypatch):
+    from latentspace.storage import collection_storage
+
+    monkeypatch.setattr(collection_storage, "ROW_CACHE_BYTES", 3_000)
+    st = ls.open_store(tmp_path / "s")
+    col = st.create_collection("c", space=SPEC)
+    x = unit_rows(60, 8, seed=3)
+    metas = [{"n": i, "tags": ["t"]} if i % 2 else {"n": i} for i in range(60)]
+    col.add([f"r{i}" for i in range(60)], documents=[f"doc {i}" for i in range(60)], metadatas=metas, vectors=x)
+    for batch in (col.search_batch(vectors=x, k=5), [col.search(vector=v, k=5) for v in x]):
+        for i, hits in enumerate(batch):
+            assert hits[0].id == f"r{i}" and hits[0].document == f"doc {i}" and hits[0].metadata == metas[i]
+            assert all(h.metadata == metas[int(h.id[1:])] for h in hits)
+    storage = col._storage
+    assert 0 < storage._row_cache_bytes <= 3_000 and len(storage._row_cache) < 60
+    assert storage._row_cache_bytes == sum(collection_storage._entry_bytes(e) for e in storage._row_cache.values())
+    st.close()

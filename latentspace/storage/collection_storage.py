@@ -53,6 +53,10 @@ def drop_index_files(store_path: Path, cid: int) -> None:
             p.unlink()
 
 
+def _entry_of(row: Row | None) -> tuple:
+    return _GONE if row is None else (row.id, row.document, row.metadata)
+
+
 def _entry_bytes(entry: tuple) -> int:
     """What a row cache entry counts against ROW_CACHE_BYTES (a fixed function of the entry)."""
     rec_id, doc, meta = entry
@@ -543,8 +547,10 @@ class CollectionStorage:
         get = self._row_cache.get
         out = [get(r) for r in rids]
         if None in out:
-            self.fetch([r for r, e in zip(rids, out) if e is None])
-            out = [e if e is not None else (get(r) or _GONE) for r, e in zip(rids, out)]
+            # from the fetched rows, not from the cache again: a batch larger than the cache
+            # evicts some of its own rows while it is being filled
+            rows = self.fetch([r for r, e in zip(rids, out) if e is None])
+            out = [e if e is not None else _entry_of(rows.get(r)) for r, e in zip(rids, out)]
         return out
 
     def hit_columns(self, rids: list[int]) -> tuple[tuple, tuple, Sequence]:
