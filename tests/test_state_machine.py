@@ -99,6 +99,17 @@ class CollectionMachine(RuleBasedStateMachine):
             v, m, d = self.model[h.id]
             assert h.metadata == m and h.document == d
 
+    @precondition(lambda self: len(self.model) > 0)
+    @rule(seeds=st.lists(st.integers(0, 10**6), min_size=2, max_size=4), k=st.integers(1, 12))
+    def search_batch(self, seeds, k):
+        qs = np.stack([vec(s) for s in seeds])
+        for q, hits in zip(qs, self.col.search_batch(vectors=qs, k=k)):
+            assert len(hits) == min(k, len(self.model))
+            assert [h.id for h in hits] == [h.id for h in self.col.search(vector=q, k=k)]
+            for h in hits:
+                v, m, d = self.model[h.id]
+                assert h.metadata == m and h.document == d and abs(h.score - float(v @ q)) < 1e-5
+
     @invariant()
     def same_contents(self):
         if not hasattr(self, "col"):
@@ -114,3 +125,27 @@ CollectionMachine.TestCase.settings = settings(
     max_examples=75, stateful_step_count=40, deadline=None, suppress_health_check=list(HealthCheck)
 )
 TestCollectionMachine = CollectionMachine.TestCase
+
+
+class SmallCacheMachine(CollectionMachine):
+    """The same, with a row cache of a few rows: searches evict rows they are still reading."""
+
+    @initialize()
+    def setup(self):
+        from latentspace.storage import collection_storage
+
+        self._saved_bound = collection_storage.ROW_CACHE_BYTES
+        collection_storage.ROW_CACHE_BYTES = 1_500
+        super().setup()
+
+    def teardown(self):
+        from latentspace.storage import collection_storage
+
+        super().teardown()
+        collection_storage.ROW_CACHE_BYTES = self._saved_bound
+
+
+SmallCacheMachine.TestCase.settings = settings(
+    max_examples=30, stateful_step_count=40, deadline=None, suppress_health_check=list(HealthCheck)
+)
+TestSmallCacheMachine = SmallCacheMachine.TestCase
