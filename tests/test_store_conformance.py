@@ -94,6 +94,12 @@ def test_search_modes_agree_and_scores_mean_higher_is_better(backend):
             np.testing.assert_allclose(scores, np.sort(ref)[::-1][:10], atol=1e-4)
             dists = ls.distances(ex)
             assert dists == sorted(dists)
+            # the single-query fast path and the batch path give the same scores and distances
+            np.testing.assert_allclose([h.score for h in ann], scores, atol=1e-4)
+            np.testing.assert_allclose(ls.distances(ann), dists, atol=1e-4)
+        for qi, hits in zip(q, col.search_batch(vectors=q, k=10)):
+            np.testing.assert_allclose([h.score for h in hits], [h.score for h in col.search(vector=qi, k=10)],
+                                       atol=1e-6)
 
 
 def test_upsert_delete_and_index_follow(backend):
