@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..core.errors import InvalidInputError, SpaceMismatchError
+from ..core.errors import InvalidInputError, NotFoundError, SpaceMismatchError
 from ..core.space import SpaceSpec
 from ..core.validation import (
     MAX_K,
@@ -123,6 +123,47 @@ class Collection:
         """Add or replace records; records whose content is unchanged are left alone."""
         return self._write(ids, documents, metadatas, vectors, space, replace=True)
 
+    def update(self, ids, documents=None, metadatas=None, *, vectors=None, space: SpaceSpec | None = None,
+               merge: bool = True) -> WriteResult:
+        """Change some fields of existing records and keep the rest, in one atomic batch.
+
+        ``metadatas`` are merged into the stored metadata key by key (``merge=False``
+        replaces it whole). New ``documents`` are embedded again when the collection has an
+        encoder and no ``vectors`` are given, so a record's vector always matches its text;
+        otherwise the stored vectors are kept. Every id must exist: a missing one raises
+        :class:`NotFoundError` naming it, and nothing is written (use :meth:`upsert` to add).
+        """
+        ids = check_ids(ids, "update")
+        if documents is None and metadatas is None and vectors is None:
+            raise InvalidInputError("update needs documents=, metadatas= or vectors= (what to change).")
+        for name, given in (("documents", documents), ("metadatas", metadatas)):
+            if given is not None and (isinstance(given, (str, dict)) or not isinstance(given, Sequence)):
+                raise InvalidInputError(f"update: {name} must be a list (one entry per id). Got {type(given).__name__}.")
+            if given is not None and len(given) != len(ids):
+                raise InvalidInputError(f"update: {len(given)} {name} for {len(ids)} ids; give one entry per id.")
+        with self.store._lock:
+            rows = {r.id: r for r in self._storage.rows(ids, None, None, 0, vectors is None)}
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            shown = ", ".join(repr(i) for i in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise NotFoundError(f"update: {len(missing)} id(s) not in collection {self.name!r}: {shown}. "
+                                "Nothing was written; use upsert to add records.")
+        docs = list(documents) if documents is not None else [rows[i].document for i in ids]
+        metas = None
+        if metadatas is not None:
+            metas = [check_metadata(m, n) for n, m in enumerate(metadatas)]
+            if merge:
+                metas = [{**rows[i].metadata, **m} for i, m in zip(ids, metas)]
+        else:
+            metas = [rows[i].metadata for i in ids]
+        derived = False
+        if vectors is None and not (documents is not None and self._info.encoder is not None):
+            vectors, space = np.stack([rows[i].vector for i in ids]), self.spec  # keep the stored vectors
+            # an encoder's vectors are its documents' embeddings: hashed like embedded ones, so a
+            # later upsert of the same text and metadata is still recognised as unchanged
+            derived = self._info.encoder is not None
+        return self._write(ids, docs, metas, vectors, space, replace=True, derived=derived)
+
     def _check_vectors(self, vectors: Any, space: SpaceSpec | None, what: str) -> np.ndarray:
         if space is not None:
             self.spec.require_same(space, f"{what} for collection {self.name!r}")
@@ -133,7 +174,7 @@ class Collection:
             )
         return check_vectors(vectors, self.spec.dim, metric=self.spec.metric, normalized=self.spec.normalize, what=what)
 
-    def _write(self, ids, documents, metadatas, vectors, space, *, replace: bool) -> WriteResult:
+    def _write(self, ids, documents, metadatas, vectors, space, *, replace: bool, derived: bool = False) -> WriteResult:
         where = "upsert" if replace else "add"
         ids = check_ids(ids, where)
         n = len(ids)
@@ -174,7 +215,7 @@ class Collection:
                 if d is None or not d.strip():
                     raise InvalidInputError(f"documents[{i}] is empty; an empty text has no meaning to embed.")
             vecs = None
-        hashes = [content_hash(docs[i], metas[i], vecs[i] if explicit else None) for i in range(n)]
+        hashes = [content_hash(docs[i], metas[i], vecs[i] if explicit and not derived else None) for i in range(n)]
         unchanged = 0
         keep = list(range(n))
         if replace:
