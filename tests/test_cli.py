@@ -54,7 +54,11 @@ def test_ingest_search_and_resume(tmp_path, docs_jsonl):
     assert listed[0]["name"] == "docs" and listed[0]["spec"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
     info = json.loads(run("collection", "info", store, "docs", "--json").stdout)
     assert info["count"] == out["records"]
-    assert "Dropped" in run("collection", "drop", store, "docs", "--yes").stdout
+    assert json.loads(run("collection", "rename", store, "docs", "stdlib", "--json").stdout) == {
+        "renamed": "docs", "to": "stdlib"}
+    bad = run("collection", "rename", store, "docs", "x", check=False)
+    assert bad.returncode != 0 and "No collection named 'docs'" in bad.stderr + bad.stdout
+    assert "Dropped" in run("collection", "drop", store, "stdlib", "--yes").stdout
     assert json.loads(run("collection", "list", store, "--json").stdout) == []
 
 

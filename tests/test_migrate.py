@@ -42,6 +42,23 @@ def test_migrate_switch_and_rollback(store, two_encoders):
         store.rollback_collection("docs")
 
 
+def test_rename_carries_the_history_and_the_retired_spaces(store, two_encoders):
+    old, new = two_encoders
+    col = make(store, old)
+    col.migrate(new, batch_size=16, queries=10)
+    store.rename_collection("docs", "articles")
+    assert [c.name for c in store.list_collections()] == ["articles"]
+    with pytest.raises(ls.NotFoundError):
+        store.get_collection("docs")
+    moved = store.get_collection("articles", encoder=new)
+    assert len(moved) == 60 and moved.search("cats", k=3)
+    assert [h["action"].split()[0] for h in store.collection_history("articles")] == ["migrate"]
+    assert store.collection_history("docs") == []
+    store.rollback_collection("articles")  # the retired space came along
+    assert store.get_collection("articles", encoder=old).get(ids=["d3"])[0].metadata == {"i": 3}
+    assert store.drop_retired("articles") == 1
+
+
 def test_migration_resumes_without_re_embedding(store, two_encoders, monkeypatch):
     old, new = two_encoders
     col = make(store, old)

@@ -58,6 +58,32 @@ def test_create_get_list_delete(backend):
         st.delete_collection("c1")
 
 
+def test_rename_collection(backend):
+    st = backend()
+    col = st.create_collection("old", space=SPEC)
+    x, ids, _, metas = fill(col, 30)
+    st.create_collection("taken", space=SPEC)
+    before = col.search(vector=x[4], k=5)
+    for bad, err in ((("old", "taken"), ls.AlreadyExistsError), (("nope", "new"), ls.NotFoundError),
+                     (("old", "bad/name"), ls.InvalidInputError), (("old", ""), ls.InvalidInputError)):
+        with pytest.raises(err):
+            st.rename_collection(*bad)
+    assert [c.name for c in st.list_collections()] == ["old", "taken"]  # nothing changed
+    st.rename_collection("old", "new")
+    assert [c.name for c in st.list_collections()] == ["new", "taken"]
+    with pytest.raises(ls.NotFoundError):
+        st.get_collection("old")
+    renamed = st.get_collection("new")
+    assert len(renamed) == 30 and renamed.get(ids=["r4"])[0].metadata == metas[4]
+    assert [h.id for h in renamed.search(vector=x[4], k=5)] == [h.id for h in before]
+    col.add(["late"], vectors=unit_rows(1, 16, seed=77))  # a handle opened before the rename still works
+    assert len(renamed) == 31
+    st.close()
+    again = ls.open_store(st.path)
+    assert len(again.get_collection("new")) == 31
+    again.close()
+
+
 def test_add_get_count_and_persist(backend):
     st = backend()
     col = st.create_collection("c", space=SPEC)

@@ -33,7 +33,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-collection_app = typer.Typer(help="Create, list, inspect and drop collections.", no_args_is_help=True)
+collection_app = typer.Typer(help="Create, list, inspect, rename and drop collections.", no_args_is_help=True)
 app.add_typer(collection_app, name="collection")
 
 @app.callback()
@@ -170,6 +170,22 @@ def collection_drop(
         emit_json({"dropped": name, "records": info.count})
     else:
         console.print(f"Dropped collection {name} ({info.count} records).")
+
+
+@collection_app.command("rename")
+def collection_rename(
+    store: Path = typer.Argument(..., help="Store directory."),
+    name: str = typer.Argument(..., help="Collection name."),
+    new_name: str = typer.Argument(..., help="Its new name."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Rename a collection (atomically; its migration history follows it)."""
+    with open_existing_store(store) as st:
+        st.rename_collection(name, new_name)
+    if as_json:
+        emit_json({"renamed": name, "to": new_name})
+    else:
+        console.print(f"Renamed collection {name} to {new_name}.")
 
 
 @collection_app.command("migrate")

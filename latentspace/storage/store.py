@@ -322,6 +322,32 @@ class Store:
                 storage._index = None  # a handle still open must not save it back
             drop_index_files(self.path, cid)
 
+    def rename_collection(self, name: str, new_name: str) -> None:
+        """Give a collection a new name, atomically. Its history, retired spaces and any
+        unfinished migration follow it; handles opened under the old name keep working."""
+        check_name(name)
+        check_name(new_name)
+        with self._lock:
+            conn = self._connection()
+            with write_txn(conn, self.path, self.lock_timeout):
+                if conn.execute("SELECT 1 FROM collections WHERE name = ?", (name,)).fetchone() is None:
+                    raise NotFoundError(f"No collection named {name!r} in {self.path}.")
+                if conn.execute("SELECT 1 FROM collections WHERE name = ?", (new_name,)).fetchone() is not None:
+                    raise AlreadyExistsError(f"A collection named {new_name!r} already exists in {self.path}.")
+                # the store's own names derived from it: "~name~..." (shadows, retired spaces)
+                owned = conn.execute("SELECT id, name FROM collections WHERE substr(name, 1, ?) = ?",
+                                     (len(name) + 2, f"~{name}~")).fetchall()
+                conn.execute("UPDATE collections SET name = ? WHERE name = ?", (new_name, name))
+                for cid, internal in owned:
+                    conn.execute("UPDATE collections SET name = ? WHERE id = ?",
+                                 (f"~{new_name}~{internal[len(name) + 2:]}", cid))
+                conn.execute("UPDATE history SET name = ? WHERE name = ?", (new_name, name))
+            for old in [name, *(internal for _, internal in owned)]:
+                storage = self._collections.pop(old, None)
+                if storage is not None:
+                    storage.name = new_name if old == name else f"~{new_name}~{old[len(name) + 2:]}"
+                    self._collections[storage.name] = storage
+
     # -- spaces over time: the switch of a migration, rollback, history ------------------
     def _swap(self, name: str, new_internal: str, action: str) -> None:
         """Atomically give ``name`` to the collection ``new_internal`` and retire the current one."""
