@@ -3,6 +3,8 @@
 Long texts are split into overlapping chunks on word boundaries; each chunk becomes a
 record ``<id>#<n>`` whose metadata names its source. Ingestion is resumable: records
 already stored with the same content hash are skipped without embedding them again.
+Records may carry precomputed vectors (``vector_field``): they are stored as given (in the
+space the caller names), with their text, if any, kept whole as the document.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".rst")
 @dataclass
 class Item:
     id: str
-    text: str
+    text: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
+    vector: Any = None  # a precomputed vector (a list of numbers), or None to embed the text
 
 
 def chunk_text(text: str, size: int = 1000, overlap: int = 100) -> list[str]:
@@ -78,12 +81,18 @@ def read_items(
     id_field: str | None = "id",
     text_field: str = "text",
     metadata_fields: list[str] | None = None,
+    vector_field: str | None = None,
 ) -> Iterator[Item]:
-    """Yield items from a JSONL, CSV or Parquet file, or a folder of text files."""
+    """Yield items from a JSONL, CSV or Parquet file, or a folder of text files.
+
+    With ``vector_field``, each record's vector is read from that field (a list of numbers;
+    in CSV a JSON list) and its text, optional then, is kept as the document."""
     p = Path(path)
     if not p.exists():
         raise NotFoundError(f"No such file or folder: {p}")
     if p.is_dir():
+        if vector_field:
+            raise InvalidInputError(f"{p} is a folder of text files: it has no {vector_field!r} field for vectors.")
         files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in TEXT_SUFFIXES)
         if not files:
             raise InvalidInputError(f"Folder {p} has no {'/'.join(TEXT_SUFFIXES)} files.")
@@ -101,17 +110,35 @@ def read_items(
     else:
         raise InvalidInputError(f"Cannot ingest {p.name}: use .jsonl, .csv, .tsv, .parquet or a folder of .txt/.md files.")
     for n, row in enumerate(rows, start=1):
-        text = _pick(row, text_field, p, n, "text")
-        if text is None:
-            continue
-        if not isinstance(text, str):
+        vector = None
+        if vector_field:
+            vector = _vector(_pick(row, vector_field, p, n, "vector"), p, n, vector_field)
+            text = row.get(text_field)
+        else:
+            text = _pick(row, text_field, p, n, "text")
+            if text is None:
+                continue
+        if text is not None and not isinstance(text, str):
             raise InvalidInputError(f"{p}: record {n} field {text_field!r} is {type(text).__name__}, not text.")
         rid = str(_pick(row, id_field, p, n, "id")) if id_field else f"{p.stem}-{n}"
         if metadata_fields is None:
-            meta = {k: v for k, v in row.items() if k not in (id_field, text_field)}
+            meta = {k: v for k, v in row.items() if k not in (id_field, text_field, vector_field)}
         else:
-            meta = {k: row.get(k) for k in metadata_fields if k in row}
-        yield Item(rid, text, {k: _plain(v) for k, v in meta.items()})
+            meta = {k: row.get(k) for k in metadata_fields if k in row and k != vector_field}
+        yield Item(rid, text, {k: _plain(v) for k, v in meta.items()}, vector)
+
+
+def _vector(value: Any, p: Path, n: int, name: str) -> list:
+    if isinstance(value, str):  # CSV cells: a JSON list
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = None
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)) or not value:
+        raise InvalidInputError(f"{p}: record {n} field {name!r} is not a list of numbers (a vector).")
+    return list(value)
 
 
 def _plain(v: Any) -> Any:
@@ -167,7 +194,12 @@ def _parquet(p: Path) -> Iterator[dict]:
 
 
 def chunk_items(items: Iterable[Item], size: int, overlap: int) -> Iterator[Item]:
+    """Long texts split into chunks; an item with a precomputed vector is kept whole (its vector
+    stands for all of its text)."""
     for item in items:
+        if item.vector is not None or item.text is None:
+            yield item
+            continue
         pieces = chunk_text(item.text, size, overlap)
         if len(pieces) == 1:
             yield Item(item.id, pieces[0], item.metadata)
@@ -193,18 +225,33 @@ def ingest(
     *,
     batch_size: int = 256,
     on_batch: Callable[[int], None] | None = None,
+    space=None,
 ) -> IngestReport:
-    """Upsert items in batches; unchanged records (same content hash) are skipped, not re-embedded."""
+    """Upsert items in batches; unchanged records (same content hash) are skipped, not re-embedded.
+
+    Items with vectors are stored as given; ``space`` names their space (needed for a
+    collection bound to an encoder, as for ``Collection.add``). Items with and without
+    vectors cannot be mixed."""
+    import numpy as np
+
     check_int(batch_size, "batch_size", "ingest", 1, 100_000)
     report = IngestReport()
     batch: list[Item] = []
+    with_vectors: bool | None = None
 
     def flush():
         seen: dict[str, Item] = {}
         for it in batch:
             seen[it.id] = it  # the last of duplicate ids wins
+        vectors = None
+        if with_vectors:
+            try:
+                vectors = np.asarray([i.vector for i in seen.values()], dtype=np.float32)
+            except (ValueError, TypeError):
+                raise InvalidInputError("ingest: the vectors are not all lists of numbers of one length.") from None
         res = collection.upsert(
-            list(seen), documents=[i.text for i in seen.values()], metadatas=[i.metadata for i in seen.values()]
+            list(seen), documents=[i.text for i in seen.values()], metadatas=[i.metadata for i in seen.values()],
+            vectors=vectors, space=space if with_vectors else None,
         )
         report.added += res.added
         report.replaced += res.replaced
@@ -214,7 +261,13 @@ def ingest(
         batch.clear()
 
     for item in items:
-        if not item.text.strip():
+        has_vector = item.vector is not None
+        if with_vectors is None:
+            with_vectors = has_vector
+        elif has_vector != with_vectors:
+            raise InvalidInputError(f"ingest: record {item.id!r} {'has' if has_vector else 'lacks'} a vector and "
+                                    "the ones before it do not: all records need vectors, or none.")
+        if not has_vector and not (item.text or "").strip():
             continue
         report.read += 1
         batch.append(item)

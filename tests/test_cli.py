@@ -246,3 +246,48 @@ def test_collection_migrate_rollback_history(tmp_path, tiny_st):
     assert failed.returncode == ls.ModelLoadError.exit_code and "Traceback" not in failed.stderr
     info_after = json.loads(run("collection", "info", store, "docs", "--json").stdout)
     assert info_after["fingerprint"] == out["old_fingerprint"] and info_after["count"] == 30  # nothing changed
+
+
+def test_ingest_precomputed_vectors(tmp_path):
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(size=(30, 6)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    path = tmp_path / "vecs.jsonl"
+    path.write_text("".join(json.dumps({"id": f"v{i}", "text": f"row number {i}", "emb": x[i].tolist(), "g": i % 2}) + "\n"
+                            for i in range(30)))
+    store = tmp_path / "store"
+    missing = run("ingest", store, "vecs", path, "--vector-field", "emb", check=False)
+    assert missing.returncode != 0 and "--vector-model" in missing.stderr + missing.stdout
+    out = json.loads(run("ingest", store, "vecs", path, "--vector-field", "emb", "--vector-model", "ext/m",
+                         "--json").stdout)
+    assert out["added"] == 30 and out["records"] == 30
+    info = json.loads(run("collection", "info", store, "vecs", "--json").stdout)
+    assert info["spec"]["model"] == "ext/m" and info["spec"]["dim"] == 6 and info["encoder"] is None
+    again = json.loads(run("ingest", store, "vecs", path, "--vector-field", "emb", "--json").stdout)
+    assert again["skipped"] == 30 and again["added"] == 0
+    hits = json.loads(run("search", store, "vecs", "number 7", "--mode", "keyword", "-k", "1", "--json").stdout)
+    assert hits[0]["id"] == "v7" and hits[0]["metadata"] == {"g": 1}
+    with ls.open_store(store) as st:
+        col = st.get_collection("vecs")
+        np.testing.assert_allclose(col.get(ids=["v3"], include_vectors=True)[0].vector, x[3], atol=1e-7)
+        assert col.search(vector=x[3], k=1)[0].id == "v3"
+    wrong = run("ingest", store, "vecs", path, "--vector-field", "emb", "--vector-model", "other/m", check=False)
+    assert wrong.returncode != 0 and "other/m" in wrong.stderr + wrong.stdout
+
+
+def test_ingest_vectors_into_an_encoder_collection_must_name_its_model(tmp_path, tiny_st):
+    import latentspace as ls
+
+    store = tmp_path / "store"
+    with ls.open_store(store) as st:
+        enc = ls.SentenceTransformerEncoder(str(tiny_st), precision="fp32")
+        col = st.create_collection("docs", encoder=enc)
+        model, vec = col.spec.model, enc.encode_documents(["a cat"])[0]
+    path = tmp_path / "v.jsonl"
+    path.write_text(json.dumps({"id": "a", "text": "a cat", "emb": vec.tolist()}) + "\n")
+    refused = run("ingest", store, "docs", path, "--vector-field", "emb", check=False)
+    assert refused.returncode != 0 and "--vector-model" in refused.stderr + refused.stdout
+    out = json.loads(run("ingest", store, "docs", path, "--vector-field", "emb", "--vector-model", model,
+                         "--json").stdout)
+    assert out["added"] == 1

@@ -54,3 +54,57 @@ def test_ingest_is_resumable_and_updates_changed_records(store, tiny_encoder):
     second = ingest(col, items, batch_size=3)
     assert (second.added, second.replaced, second.skipped) == (0, 1, 9)
     assert col.get(ids=["i4"])[0].document == "changed text about the dog"
+
+
+def _vector_rows(n=40, dim=8, seed=0):
+    import numpy as np
+
+    x = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x, [{"id": f"v{i}", "text": f"row {i} " * 300 if i == 0 else f"row {i}", "embedding": x[i].tolist(),
+                "group": i % 3} for i in range(n)]
+
+
+def test_ingest_precomputed_vectors_from_jsonl_and_parquet(tmp_path, store):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x, rows = _vector_rows()
+    path = tmp_path / "vecs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    items = list(chunk_items(read_items(path, vector_field="embedding"), 100, 10))
+    assert len(items) == 40 and items[0].text.startswith("row 0") and "embedding" not in items[0].metadata
+    col = store.create_collection("v", space=ls.SpaceSpec(model="ext/model", dim=8, modality="vector"))
+    rep = ingest(col, items, batch_size=16)
+    assert (rep.read, rep.added) == (40, 40)
+    rec = col.get(ids=["v0"], include_vectors=True)[0]
+    assert rec.document == rows[0]["text"] and rec.metadata == {"group": 0}  # kept whole, not chunked
+    np.testing.assert_allclose(rec.vector, x[0], atol=1e-7)
+    assert col.search(vector=x[5], k=1)[0].id == "v5"
+    assert ingest(col, items).skipped == 40  # resumable: same vectors, same content hash
+    pq.write_table(pa.Table.from_pylist([{**r, "embedding": (np.asarray(r["embedding"]) * 1).tolist()}
+                                         for r in rows[:5]]), tmp_path / "v.parquet")
+    par = list(read_items(tmp_path / "v.parquet", vector_field="embedding"))
+    assert len(par) == 5 and ingest(col, par).skipped == 5
+
+
+def test_ingest_vector_errors(tmp_path, store, tiny_encoder):
+    _, rows = _vector_rows(4)
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(rows[0]) + "\n" + json.dumps({**rows[1], "embedding": "nope"}) + "\n")
+    with pytest.raises(ls.InvalidInputError, match="not a list of numbers"):
+        list(read_items(path, vector_field="embedding"))
+    with pytest.raises(ls.InvalidInputError, match="no vector field 'vec'"):
+        list(read_items(path, vector_field="vec"))
+    col = store.create_collection("v", space=ls.SpaceSpec(model="ext/model", dim=8, modality="vector"))
+    from latentspace.ingest import Item
+
+    with pytest.raises(ls.InvalidInputError, match="all records need vectors"):
+        ingest(col, [Item("a", "t", {}, rows[0]["embedding"]), Item("b", "t", {})])
+    with pytest.raises(ls.InvalidInputError, match="dim"):
+        ingest(col, [Item("a", None, {}, [0.5, 0.5])])
+    bound = store.create_collection("t", encoder=tiny_encoder)
+    with pytest.raises(ls.SpaceMismatchError):  # vectors must name the encoder's space
+        ingest(bound, [Item("a", "t", {}, [0.0] * (tiny_encoder.spec.dim - 1) + [1.0])])
+    assert len(col) == 0 and len(bound) == 0

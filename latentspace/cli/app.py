@@ -276,9 +276,16 @@ def ingest_cmd(
     chunk_overlap: int = typer.Option(100, help="Characters of overlap between chunks."),
     batch_size: int = typer.Option(256, help="Records embedded and written per batch."),
     model: Optional[str] = typer.Option(None, help="Model for a new collection (default: all-MiniLM-L6-v2)."),
+    vector_field: Optional[str] = typer.Option(None, help="Field holding precomputed vectors: stored as given, "
+                                               "texts (optional) kept whole as documents."),
+    vector_model: Optional[str] = typer.Option(None, help="With --vector-field: the model that made the vectors "
+                                               "(names a new collection's space; must match an existing one's)."),
+    metric: str = typer.Option("cosine", help="With --vector-field, for a new collection: cosine, dot or l2."),
+    normalize: bool = typer.Option(True, help="With --vector-field, for a new collection: vectors are unit length."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Embed and store a file's records. Re-running skips records already stored unchanged."""
+    """Embed and store a file's records (or store their precomputed vectors). Re-running skips
+    records already stored unchanged."""
     import time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -289,14 +296,19 @@ def ingest_cmd(
 
     fields = [f.strip() for f in metadata_fields.split(",") if f.strip()] if metadata_fields else None
     items = list(chunk_items(read_items(file, id_field=id_field or None, text_field=text_field,
-                                        metadata_fields=fields), chunk_size, chunk_overlap))
+                                        metadata_fields=fields, vector_field=vector_field or None),
+                             chunk_size, chunk_overlap))
     t0 = time.perf_counter()
+    space = None
     with open_store(store) as st:
-        try:
-            col = st.get_collection(collection)
-            _ = col.encoder
-        except NotFoundError:
-            col = st.create_collection(collection, encoder=make_encoder(model))
+        if vector_field:
+            col, space = _collection_for_vectors(st, collection, items, vector_model, metric, normalize)
+        else:
+            try:
+                col = st.get_collection(collection)
+                _ = col.encoder
+            except NotFoundError:
+                col = st.create_collection(collection, encoder=make_encoder(model))
         with Progress(
             TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=as_json, transient=False,
@@ -308,7 +320,7 @@ def ingest_cmd(
                 rate = done / max(time.perf_counter() - t0, 1e-9)
                 progress.update(task, advance=n, rate=f"{rate:,.0f} rec/s")
 
-            report = ingest(col, items, batch_size=batch_size, on_batch=on_batch)
+            report = ingest(col, items, batch_size=batch_size, on_batch=on_batch, space=space)
         col.flush()
         total = len(col)
     out = {**report.to_dict(), "collection": collection, "records": total, "seconds": round(time.perf_counter() - t0, 2)}
@@ -317,6 +329,36 @@ def ingest_cmd(
     else:
         console.print(f"Read {report.read}, added {report.added}, replaced {report.replaced}, skipped {report.skipped} "
                       f"unchanged; {collection} holds {total} records ({out['seconds']} s).")
+
+
+def _collection_for_vectors(st, name, items, vector_model, metric, normalize):
+    """The collection precomputed vectors go to, and the space to name them with (None: raw
+    vectors, checked against a collection made from a spec)."""
+    from ..core.errors import InvalidInputError, NotFoundError, SpaceMismatchError
+    from ..core.space import SpaceSpec
+
+    try:
+        col = st.get_collection(name)
+    except NotFoundError:
+        if not vector_model:
+            raise InvalidInputError(f"Collection {name!r} does not exist: name the model that made the vectors "
+                                    "with --vector-model to create it.") from None
+        if not items:
+            raise InvalidInputError("The file has no records: nothing to create the collection from.") from None
+        spec = SpaceSpec(model=vector_model, dim=len(items[0].vector), metric=metric, normalize=normalize,
+                         modality="vector")  # as `collection create --dim`: vectors from outside
+        return st.create_collection(name, space=spec), None
+    if not col.has_encoder:
+        if vector_model and vector_model != col.spec.model:
+            raise SpaceMismatchError(f"--vector-model {vector_model} but collection {name!r} holds vectors of "
+                                     f"{col.spec.describe()}.")
+        return col, None
+    if vector_model != col.spec.model:
+        raise SpaceMismatchError(
+            f"Collection {name!r} is bound to its encoder's space ({col.spec.describe()}): precomputed vectors must "
+            f"come from that model; say so with --vector-model {col.spec.model}."
+        )
+    return col, col.spec
 
 
 @app.command("search")
