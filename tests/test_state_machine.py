@@ -93,8 +93,9 @@ class CollectionMachine(RuleBasedStateMachine):
         got = [h.id for h in hits]
         if mode == "exact":
             assert np.allclose([h.score for h in hits], [s for _, s in cands[:k]], atol=1e-5)
-        else:
-            assert len(set(got) & set(expected)) >= 0.9 * len(expected)
+        else:  # ANN: 90% of the true top k, where records tied with the k-th count as the top k
+            tied = {i for i, sc in cands if expected and sc >= cands[len(expected) - 1][1] - 1e-6}
+            assert len(set(got) & tied) >= 0.9 * len(expected)
         for h in hits:
             v, m, d = self.model[h.id]
             assert h.metadata == m and h.document == d
