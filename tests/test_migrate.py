@@ -126,8 +126,12 @@ def test_kill_loop_during_migration(tmp_path, tiny_st, tiny_bert_other):
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
             con = sqlite3.connect(tmp_path / "s" / "latentspace.db", timeout=5)
-            row = con.execute("SELECT MAX(count) FROM collections WHERE name LIKE '~docs~%'").fetchone()
-            con.close()
+            try:
+                row = con.execute("SELECT MAX(count) FROM collections WHERE name LIKE '~docs~%'").fetchone()
+            except sqlite3.OperationalError:  # this probe raced the worker's WAL recovery: look again
+                row = (None,)
+            finally:
+                con.close()
             if row[0] is not None and row[0] >= target:
                 break
             time.sleep(0.02)

@@ -171,3 +171,28 @@ def test_every_commit_of_another_connection_is_seen_by_the_next_query(tmp_path, 
     assert rcol.search(vector=vecs[0], k=1)[0].id != "n0" and len(rcol) == 79
     reader.close()
     writer.close()
+
+
+def test_a_transient_locking_protocol_error_is_retried_then_typed(tmp_path):
+    """SQLITE_PROTOCOL (a read racing another process's WAL recovery) is transient: reads
+    retry it, and if it persists it is a StoreLockedError, never 'corrupt store'."""
+    import sqlite3
+
+    from latentspace.storage.sqlite import read_all, translate
+
+    class Flaky:
+        def __init__(self, failures):
+            self.failures, self.calls = failures, 0
+
+        def execute(self, sql, params):
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise sqlite3.OperationalError("locking protocol")
+            return sqlite3.connect(":memory:").execute(sql, params)
+
+    conn = Flaky(2)
+    assert read_all(conn, "SELECT ?", (7,), tmp_path, 1.0) == [(7,)] and conn.calls == 3
+    with pytest.raises(ls.StoreLockedError, match="retry"):
+        read_all(Flaky(100), "SELECT 1", (), tmp_path, 1.0)
+    assert isinstance(translate(sqlite3.OperationalError("locking protocol"), tmp_path, 1.0), ls.StoreLockedError)
+    assert isinstance(translate(sqlite3.DatabaseError("file is not a database"), tmp_path, 1.0), ls.CorruptStoreError)

@@ -32,7 +32,7 @@ from ..core.space import SpaceSpec
 from ..core.validation import canonical_json
 from .filters import compile_where
 from .index import HnswIndex, HnswParams, exact_topk
-from .sqlite import fts_table, translate, write_txn
+from .sqlite import fts_table, read_all, translate, write_txn
 
 if TYPE_CHECKING:
     from .store import Store
@@ -110,10 +110,7 @@ class CollectionStorage:
         return self.store._connection()
 
     def _q(self, sql: str, params: Any = ()) -> list:
-        try:
-            return self.conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise translate(exc, self.store.path, self.store.lock_timeout) from None
+        return read_all(self.conn, sql, params, self.store.path, self.store.lock_timeout)
 
     def last_seq(self) -> int:
         return self._q("SELECT COALESCE(MAX(seq), 0) FROM changes WHERE collection_id = ?", (self.cid,))[0][0]

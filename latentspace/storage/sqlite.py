@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ..core.errors import CorruptStoreError, StoreFormatError, StoreLockedError
 
@@ -70,8 +71,31 @@ def is_locked_error(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
+def is_transient(exc: BaseException) -> bool:
+    """SQLITE_PROTOCOL: SQLite gave up reading the WAL index while another process rebuilt it
+    (the recovery after a writer was killed). Nothing is wrong with the store; a retry works."""
+    return isinstance(exc, sqlite3.OperationalError) and "locking protocol" in str(exc).lower()
+
+
+def read_all(conn: sqlite3.Connection, sql: str, params: Any, path: Path, timeout: float, tries: int = 6) -> list:
+    """One read, retried with backoff (~0.6 s in all) on a transient SQLITE_PROTOCOL."""
+    for attempt in range(tries):
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            if is_transient(exc) and attempt + 1 < tries:
+                time.sleep(0.01 * 2**attempt)
+                continue
+            raise translate(exc, path, timeout) from None
+    raise AssertionError("unreachable")
+
+
 def translate(exc: sqlite3.Error, path: Path, timeout: float) -> Exception:
     text = str(exc)
+    if is_transient(exc):
+        return StoreLockedError(
+            f"The store {path} was being recovered by another process (SQLite: {text}); nothing is lost: retry."
+        )
     if is_locked_error(exc):
         return StoreLockedError(
             f"The store {path} is locked by another writer (waited {timeout:g} s). One process writes at a time: "

@@ -18,7 +18,7 @@ from ..core.space import METRICS, SpaceSpec
 from ..core.validation import canonical_json, check_choice, check_float, check_metadata, check_name
 from .collection_storage import CollectionStorage, drop_index_files
 from .index import HnswParams
-from .sqlite import DB_NAME, connect, fts_schema, translate, write_txn
+from .sqlite import DB_NAME, connect, fts_schema, read_all, translate, write_txn
 
 if TYPE_CHECKING:
     from ..collections.collection import Collection
@@ -162,10 +162,7 @@ class Store:
             print(message)
 
     def _q(self, sql: str, params: Any = ()) -> list:
-        try:
-            return self._connection().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise translate(exc, self.path, self.lock_timeout) from None
+        return read_all(self._connection(), sql, params, self.path, self.lock_timeout)
 
     def close(self) -> None:
         """Save derived index files that are behind, and close the database."""
