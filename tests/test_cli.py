@@ -291,3 +291,25 @@ def test_ingest_vectors_into_an_encoder_collection_must_name_its_model(tmp_path,
     out = json.loads(run("ingest", store, "docs", path, "--vector-field", "emb", "--vector-model", model,
                          "--json").stdout)
     assert out["added"] == 1
+
+
+def test_update_command(tmp_path):
+    import numpy as np
+
+    store = tmp_path / "store"
+    with ls.open_store(store) as st:
+        col = st.create_collection("v", space=ls.SpaceSpec(model="ext/m", dim=4, modality="vector"))
+        col.add(["a", "b"], documents=["first", "second"], metadatas=[{"n": 1}, {"n": 2}],
+                vectors=np.eye(4, dtype=np.float32)[:2])
+    out = json.loads(run("update", store, "v", "a", "b", "--metadata", '{"seen": true}', "--json").stdout)
+    assert out == {"collection": "v", "updated": 2, "unchanged": 0}
+    run("update", store, "v", "a", "--metadata", '{"only": 1}', "--replace-metadata")
+    run("update", store, "v", "b", "--document", "second, revised")
+    with ls.open_store(store) as st:
+        recs = {r.id: r for r in st.get_collection("v").get(include_vectors=True)}
+    assert recs["a"].metadata == {"only": 1} and recs["b"].metadata == {"n": 2, "seen": True}
+    assert recs["b"].document == "second, revised" and recs["b"].vector.tolist() == [0.0, 1.0, 0.0, 0.0]
+    missing = run("update", store, "v", "zz", "--metadata", "{}", check=False)
+    assert missing.returncode == 4 and "'zz'" in missing.stderr + missing.stdout
+    bad = run("update", store, "v", "a", "--metadata", "{nope", check=False)
+    assert bad.returncode == 2 and "--metadata" in bad.stderr + bad.stdout

@@ -383,6 +383,29 @@ def search_cmd(
         console.print(hits_table(hits, f"{mode} search in {collection}: {query!r}"))
 
 
+@app.command("update")
+def update_cmd(
+    store: Path = typer.Argument(..., help="Store directory."),
+    collection: str = typer.Argument(..., help="Collection name."),
+    ids: list[str] = typer.Argument(..., help="Ids of the records to change (all get the same change)."),
+    metadata: Optional[str] = typer.Option(None, help='Metadata as JSON, merged key by key, e.g. \'{"reviewed": true}\'.'),
+    document: Optional[str] = typer.Option(None, help="New document text (embedded again if the collection has an encoder)."),
+    replace_metadata: bool = typer.Option(False, "--replace-metadata", help="Replace the metadata whole instead of merging."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Change the metadata or document of existing records, keeping everything else."""
+    meta = parse_json_option(metadata, "--metadata")
+    with open_existing_store(store) as st:
+        col = st.get_collection(collection)
+        res = col.update(ids, documents=None if document is None else [document] * len(ids),
+                         metadatas=None if meta is None else [meta] * len(ids), merge=not replace_metadata)
+    out = {"collection": collection, "updated": res.replaced, "unchanged": res.unchanged}
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(f"Updated {res.replaced} record(s) of {collection}; {res.unchanged} already as asked.")
+
+
 @app.command("demo")
 def demo_cmd(
     store: Path = typer.Option(Path("demo-store"), help="Where the demo keeps its store."),
