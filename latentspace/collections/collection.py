@@ -58,6 +58,34 @@ def content_hash(document: str | None, metadata: dict, vector: np.ndarray | None
     return h.hexdigest()
 
 
+def _per_id(where: str, n: int, documents, metadatas, vectors) -> tuple[list | None, list | None]:
+    """``documents`` and ``metadatas`` as lists, checked to hold one entry per id (as ``vectors``)."""
+    if documents is not None:
+        if isinstance(documents, str) or not isinstance(documents, Sequence):
+            raise InvalidInputError(f"documents must be a list of strings. Got {type(documents).__name__}.")
+        documents = list(documents)
+        for i, d in enumerate(documents):
+            if d is not None and not isinstance(d, str):
+                raise InvalidInputError(f"documents[{i}] must be a string or None. Got {type(d).__name__}.")
+    if metadatas is not None:
+        if isinstance(metadatas, dict) or not isinstance(metadatas, Sequence):
+            raise InvalidInputError(f"metadatas must be a list of dicts (one per id). Got {type(metadatas).__name__}.")
+        metadatas = list(metadatas)
+    lengths = {"ids": n}
+    if documents is not None:
+        lengths["documents"] = len(documents)
+    if metadatas is not None:
+        lengths["metadatas"] = len(metadatas)
+    if vectors is not None and hasattr(vectors, "__len__"):
+        lengths["vectors"] = len(vectors)
+    if len(set(lengths.values())) > 1:
+        raise InvalidInputError(
+            f"{where}: the lists have different lengths ({', '.join(f'{k}={v}' for k, v in lengths.items())}); "
+            "give one entry per id."
+        )
+    return documents, metadatas
+
+
 class Collection:
     """A persistent set of ``(id, vector, document, metadata)`` records in one space."""
 
@@ -136,32 +164,28 @@ class Collection:
         ids = check_ids(ids, "update")
         if documents is None and metadatas is None and vectors is None:
             raise InvalidInputError("update needs documents=, metadatas= or vectors= (what to change).")
-        for name, given in (("documents", documents), ("metadatas", metadatas)):
-            if given is not None and (isinstance(given, (str, dict)) or not isinstance(given, Sequence)):
-                raise InvalidInputError(f"update: {name} must be a list (one entry per id). Got {type(given).__name__}.")
-            if given is not None and len(given) != len(ids):
-                raise InvalidInputError(f"update: {len(given)} {name} for {len(ids)} ids; give one entry per id.")
+        documents, metadatas = _per_id("update", len(ids), documents, metadatas, vectors)
+        # new text with an encoder is embedded again; otherwise the stored vectors stay
+        keep_vectors = vectors is None and not (documents is not None and self._info.encoder is not None)
         with self.store._lock:
-            rows = {r.id: r for r in self._storage.rows(ids, None, None, 0, vectors is None)}
+            rows = {r.id: r for r in self._storage.rows(ids, None, None, 0, keep_vectors)}
         missing = [i for i in ids if i not in rows]
         if missing:
             shown = ", ".join(repr(i) for i in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             raise NotFoundError(f"update: {len(missing)} id(s) not in collection {self.name!r}: {shown}. "
                                 "Nothing was written; use upsert to add records.")
-        docs = list(documents) if documents is not None else [rows[i].document for i in ids]
-        metas = None
-        if metadatas is not None:
-            metas = [check_metadata(m, n) for n, m in enumerate(metadatas)]
-            if merge:
-                metas = [{**rows[i].metadata, **m} for i, m in zip(ids, metas)]
-        else:
+        docs = documents if documents is not None else [rows[i].document for i in ids]
+        if metadatas is None:
             metas = [rows[i].metadata for i in ids]
-        derived = False
-        if vectors is None and not (documents is not None and self._info.encoder is not None):
-            vectors, space = np.stack([rows[i].vector for i in ids]), self.spec  # keep the stored vectors
-            # an encoder's vectors are its documents' embeddings: hashed like embedded ones, so a
-            # later upsert of the same text and metadata is still recognised as unchanged
-            derived = self._info.encoder is not None
+        elif merge:
+            metas = [{**rows[i].metadata, **check_metadata(m, n)} for n, (i, m) in enumerate(zip(ids, metadatas))]
+        else:
+            metas = metadatas
+        if keep_vectors:
+            vectors, space = np.stack([rows[i].vector for i in ids]), self.spec
+        # an encoder's vectors are its documents' embeddings: hashed like embedded ones, so a
+        # later upsert of the same text and metadata is still recognised as unchanged
+        derived = keep_vectors and self._info.encoder is not None
         return self._write(ids, docs, metas, vectors, space, replace=True, derived=derived)
 
     def _check_vectors(self, vectors: Any, space: SpaceSpec | None, what: str) -> np.ndarray:
@@ -178,29 +202,7 @@ class Collection:
         where = "upsert" if replace else "add"
         ids = check_ids(ids, where)
         n = len(ids)
-        if documents is not None:
-            if isinstance(documents, str) or not isinstance(documents, Sequence):
-                raise InvalidInputError(f"documents must be a list of strings. Got {type(documents).__name__}.")
-            documents = list(documents)
-            for i, d in enumerate(documents):
-                if d is not None and not isinstance(d, str):
-                    raise InvalidInputError(f"documents[{i}] must be a string or None. Got {type(d).__name__}.")
-        if metadatas is not None:
-            if isinstance(metadatas, dict) or not isinstance(metadatas, Sequence):
-                raise InvalidInputError(f"metadatas must be a list of dicts (one per id). Got {type(metadatas).__name__}.")
-            metadatas = list(metadatas)
-        lengths = {"ids": n}
-        if documents is not None:
-            lengths["documents"] = len(documents)
-        if metadatas is not None:
-            lengths["metadatas"] = len(metadatas)
-        if vectors is not None and hasattr(vectors, "__len__"):
-            lengths["vectors"] = len(vectors)
-        if len(set(lengths.values())) > 1:
-            raise InvalidInputError(
-                f"{where}: the lists have different lengths ({', '.join(f'{k}={v}' for k, v in lengths.items())}); "
-                "give one entry per id."
-            )
+        documents, metadatas = _per_id(where, n, documents, metadatas, vectors)
         metas = [check_metadata(m, i) for i, m in enumerate(metadatas)] if metadatas is not None else [{}] * n
         docs: list[str | None] = documents if documents is not None else [None] * n
         explicit = vectors is not None

@@ -15,6 +15,7 @@ import numpy as np
 from ..core.errors import InvalidInputError
 from ..core.validation import check_int
 from ..storage.filters import compile_where
+from .hits import make_hits
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -77,8 +78,6 @@ def vectors_by_id(col: Collection, ids: list[str]) -> tuple[list[int], np.ndarra
 def hits_of(col: Collection, rids: list[int], scores: list[float], distances: list[float]) -> list:
     """Search hits for rows of ``col`` (by row id) with the given scores, through its row cache
     (read-only metadata, as every search returns)."""
-    from .hits import make_hits
-
     with col.store._lock:
         return make_hits(*col._storage.hit_columns(rids), scores, distances)
 

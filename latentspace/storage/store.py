@@ -331,19 +331,19 @@ class Store:
                     raise NotFoundError(f"No collection named {name!r} in {self.path}.")
                 if conn.execute("SELECT 1 FROM collections WHERE name = ?", (new_name,)).fetchone() is not None:
                     raise AlreadyExistsError(f"A collection named {new_name!r} already exists in {self.path}.")
-                # the store's own names derived from it: "~name~..." (shadows, retired spaces)
-                owned = conn.execute("SELECT id, name FROM collections WHERE substr(name, 1, ?) = ?",
-                                     (len(name) + 2, f"~{name}~")).fetchall()
-                conn.execute("UPDATE collections SET name = ? WHERE name = ?", (new_name, name))
-                for cid, internal in owned:
-                    conn.execute("UPDATE collections SET name = ? WHERE id = ?",
-                                 (f"~{new_name}~{internal[len(name) + 2:]}", cid))
+                # with the store's own names derived from it, "~name~..." (shadows, retired spaces)
+                prefix = f"~{name}~"
+                owned = conn.execute("SELECT name FROM collections WHERE substr(name, 1, ?) = ?",
+                                     (len(prefix), prefix)).fetchall()
+                renames = {name: new_name, **{o: f"~{new_name}~{o[len(prefix):]}" for (o,) in owned}}
+                for old, new in renames.items():
+                    conn.execute("UPDATE collections SET name = ? WHERE name = ?", (new, old))
                 conn.execute("UPDATE history SET name = ? WHERE name = ?", (new_name, name))
-            for old in [name, *(internal for _, internal in owned)]:
+            for old, new in renames.items():
                 storage = self._collections.pop(old, None)
                 if storage is not None:
-                    storage.name = new_name if old == name else f"~{new_name}~{old[len(name) + 2:]}"
-                    self._collections[storage.name] = storage
+                    storage.name = new
+                    self._collections[new] = storage
 
     # -- spaces over time: the switch of a migration, rollback, history ------------------
     def _swap(self, name: str, new_internal: str, action: str) -> None:
