@@ -45,13 +45,9 @@ def dir_bytes(path: Path) -> int:
 
 def load(n: int, nq: int):
     """The cached real vectors (without loading the model when they are cached)."""
-    from latentspace.core.space import SpaceSpec
-    from latentspace.data.vectors import _cached, cache_dir, real_vectors
-    from latentspace.embed.sentence_transformers import DEFAULT_MODEL, DEFAULT_SHA256
+    from latentspace.data.vectors import real_vectors
 
-    fp = SpaceSpec(model=DEFAULT_MODEL, dim=384, weights_sha256=DEFAULT_SHA256, pooling="mean").fingerprint
-    found = _cached(cache_dir(), fp, n, nq)
-    _, x, _, q = found if found is not None else real_vectors(n, nq, progress=True)
+    _, x, _, q = real_vectors(n, nq, progress=True)
     return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(q, dtype=np.float32)
 
 

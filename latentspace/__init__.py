@@ -24,10 +24,12 @@ from .core.errors import (
     StoreFormatError,
     StoreLockedError,
     TrainingDivergedError,
+    TruncationWarning,
     UpstreamError,
 )
 from .core.space import SpaceSpec
 from .embed import Encoder, default_encoder, encoder_from_config
+from .ingest import chunk_text
 from .storage.index import HnswParams
 from .storage.store import CollectionInfo, Store, open_store
 
@@ -99,4 +101,7 @@ __all__ = [
     "BackendUnavailableError",
     "TrainingDivergedError",
     "AuthError",
+    "TruncationWarning",
+    # text
+    "chunk_text",
 ]

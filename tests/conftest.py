@@ -18,6 +18,14 @@ WORDS = (
 ).split()
 
 
+def pytest_configure(config):
+    """torch's thread count is a setting; the suite uses one thread (LATENTSPACE_TEST_THREADS to change):
+    measured here, two threads on two cores ran ~8x slower than one whenever another process was busy."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("LATENTSPACE_TEST_THREADS", "1")))
+
+
 def build_tiny_bert(folder: Path, seed: int = 0, layers: int = 2) -> Path:
     """A 2-layer BERT with its own WordPiece vocabulary, saved as safetensors."""
     import torch
@@ -77,11 +85,18 @@ def default_enc():
 
 @pytest.fixture(scope="session")
 def real_docs(default_enc):
-    """20,000 real docstring paragraphs with their MiniLM vectors, and 500 held-out queries
-    (texts, vectors, query_texts, query_vectors); embedded once, then cached on disk."""
-    from latentspace.data.vectors import real_vectors
+    """The committed test corpus (tests/corpus.py): 8,420 real docstring paragraphs with their
+    MiniLM vectors, and 500 held-out queries (texts, vectors, query_texts, query_vectors);
+    embedded once per machine, then cached on disk by the texts' sha256."""
+    from latentspace.data.vectors import embed_cached
 
-    return real_vectors(20_000, 500, encoder=default_enc)
+    from .corpus import split
+
+    base, queries = split()
+    texts = [r["text"] for r in base] + [r["text"] for r in queries]
+    vecs = embed_cached(texts, default_enc)
+    n = len(base)
+    return texts[:n], vecs[:n], texts[n:], vecs[n:]
 
 
 @pytest.fixture(scope="session")

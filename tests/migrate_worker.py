@@ -12,11 +12,13 @@ if mode == "migrate":
     col = st.get_collection("docs")
     col.migrate(ls.TransformersEncoder(model_path, pooling="mean"), batch_size=8, queries=3)
     print("done", flush=True)
-else:  # read: until told to stop, resolve the name and search, recording which space answered
+else:  # read: resolve the name and search, recording which space answered, until the deadline
+    # or 50 reads after the space changed
     deadline = time.time() + float(sys.argv[5])
     encoders = {}  # one loaded encoder per space, reused across queries
+    first, after = None, 0
     with open(out_path, "w") as out:
-        while time.time() < deadline:
+        while time.time() < deadline and after < 50:
             enc = encoders.get(st.collection_info("docs").spec.fingerprint)
             try:
                 col = st.get_collection("docs", encoder=enc) if enc else st.get_collection("docs")
@@ -26,4 +28,6 @@ else:  # read: until told to stop, resolve the name and search, recording which 
             encoders[col.spec.fingerprint] = col.encoder
             out.write(json.dumps({"fp": col.spec.fingerprint, "ids": [h.id for h in hits]}) + "\n")
             out.flush()
+            first = first or col.spec.fingerprint
+            after += col.spec.fingerprint != first
 st.close()

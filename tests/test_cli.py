@@ -1,27 +1,19 @@
-"""The CLI as a user runs it: a real subprocess, real files, one-line errors, exit codes."""
+"""The CLI as a user runs it: real files, one-line errors, exit codes; in-process (the same `main`
+the script calls) with a handful of real subprocesses."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
-import subprocess
-import sys
+import re
 from pathlib import Path
 
 import pytest
 
 import latentspace as ls
 
-
-def run(*args, check=True, env=None):
-    proc = subprocess.run(
-        [sys.executable, "-m", "latentspace.cli.app", *map(str, args)],
-        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})}, timeout=600,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-    return proc
+from .cli_runner import run, run_process
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +31,12 @@ def docs_jsonl(tmp_path_factory):
 def test_ingest_search_and_resume(tmp_path, docs_jsonl):
     path, items = docs_jsonl
     store = tmp_path / "store"
-    out = json.loads(run("ingest", store, "docs", path, "--chunk-size", "400", "--json").stdout)
-    assert out["read"] >= len(items) and out["added"] == out["read"] and out["records"] == out["added"]
+    out = json.loads(run_process("ingest", store, "docs", path, "--chunk-size", "400", "--json").stdout)
+    assert out["records"] == len(items) and out["chunks"] > out["records"] and out["split_records"] > 0
+    assert out["added"] == out["chunks"] == out["stored_chunks"]
     again = json.loads(run("ingest", store, "docs", path, "--chunk-size", "400", "--json").stdout)
-    assert again["added"] == 0 and again["skipped"] == again["read"]  # resumable: nothing re-embedded
-    hits = json.loads(run("search", store, "docs", "compress data", "-k", "3", "--json").stdout)
+    assert again["added"] == 0 and again["skipped"] == again["chunks"]  # resumable: nothing re-embedded
+    hits = json.loads(run_process("search", store, "docs", "compress data", "-k", "3", "--json").stdout)
     assert len(hits) == 3 and all(h["score"] <= hits[0]["score"] for h in hits)
     hits = json.loads(run("search", store, "docs", "file", "--mode", "hybrid", "--where",
                           '{"kind": "function"}', "--json").stdout)
@@ -53,7 +46,7 @@ def test_ingest_search_and_resume(tmp_path, docs_jsonl):
     listed = json.loads(run("collection", "list", store, "--json").stdout)
     assert listed[0]["name"] == "docs" and listed[0]["spec"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
     info = json.loads(run("collection", "info", store, "docs", "--json").stdout)
-    assert info["count"] == out["records"]
+    assert info["count"] == out["stored_chunks"]
     assert json.loads(run("collection", "rename", store, "docs", "stdlib", "--json").stdout) == {
         "renamed": "docs", "to": "stdlib"}
     bad = run("collection", "rename", store, "docs", "x", check=False)
@@ -111,7 +104,7 @@ def test_create_for_own_vectors_and_errors_are_one_line(tmp_path):
         assert proc.returncode == error.exit_code, (args, proc.returncode, proc.stderr)
         assert "Traceback" not in proc.stderr
         assert error.__name__ in proc.stderr
-    debug = run("--debug", "search", store, "nope", "q", check=False)
+    debug = run_process("--debug", "search", store, "nope", "q", check=False)
     assert "Traceback" in debug.stderr
 
 
@@ -261,7 +254,7 @@ def test_ingest_precomputed_vectors(tmp_path):
     assert missing.returncode != 0 and "--vector-model" in missing.stderr + missing.stdout
     out = json.loads(run("ingest", store, "vecs", path, "--vector-field", "emb", "--vector-model", "ext/m",
                          "--json").stdout)
-    assert out["added"] == 30 and out["records"] == 30
+    assert out["added"] == 30 and out["stored_chunks"] == 30 == out["records"]
     info = json.loads(run("collection", "info", store, "vecs", "--json").stdout)
     assert info["spec"]["model"] == "ext/m" and info["spec"]["dim"] == 6 and info["encoder"] is None
     again = json.loads(run("ingest", store, "vecs", path, "--vector-field", "emb", "--json").stdout)
@@ -313,3 +306,43 @@ def test_update_command(tmp_path):
     assert missing.returncode == 4 and "'zz'" in missing.stderr + missing.stdout
     bad = run("update", store, "v", "a", "--metadata", "{nope", check=False)
     assert bad.returncode == 2 and "--metadata" in bad.stderr + bad.stdout
+
+
+def test_ctrl_c_during_ingest_exits_130_and_says_how_to_resume(tmp_path):
+    """A real process and a real SIGINT while batches are being written."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from latentspace.data import docstring_items
+
+    path = tmp_path / "docs.jsonl"
+    items = docstring_items(limit=600)
+    path.write_text("".join(json.dumps({"id": it.id, "text": it.text}) + "\n" for it in items))
+    store = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-m", "latentspace.cli.app", "ingest", str(store), "docs", str(path),
+                             "--batch-size", "32"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    deadline, stored = time.time() + 300, 0
+    while time.time() < deadline and proc.poll() is None and stored < 32:
+        time.sleep(0.2)
+        if (store / "latentspace.db").exists():
+            con = sqlite3.connect(store / "latentspace.db", timeout=5)
+            try:
+                stored = con.execute("SELECT COALESCE(MAX(count), 0) FROM collections").fetchone()[0]
+            except sqlite3.OperationalError:  # created meanwhile: look again
+                pass
+            finally:
+                con.close()
+    assert proc.poll() is None, "the ingest finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (proc.returncode, err[-2000:])
+    assert "interrupted" in err and "run the same command again to resume" in err and "Traceback" not in err
+    held = int(re.search(r"holds ([\d,]+) chunks", err).group(1).replace(",", ""))
+    with ls.open_store(store) as st:
+        assert len(st.get_collection("docs")) == held >= 32
+    again = json.loads(run("ingest", store, "docs", path, "--json").stdout)
+    assert again["skipped"] == held and again["added"] == again["chunks"] - held  # resumed where it stopped

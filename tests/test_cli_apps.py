@@ -1,4 +1,4 @@
-"""The application commands as a user runs them: subprocesses on real stores, JSON out, typed errors."""
+"""The application commands as a user runs them (in-process, see cli_runner): real stores, JSON out, typed errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from PIL import Image
 import latentspace as ls
 
 from .apps.conftest import DIGITS_SPACE, split_of
-from .test_cli import run
+from .cli_runner import run
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,10 @@ import numpy as np
 
 import latentspace as ls
 
-KILLS = int(os.environ.get("LATENTSPACE_CRASH_KILLS", "30"))
+from .conftest import slow_enabled
+
+# 12 random kills in the default run; the slow run (LATENTSPACE_SLOW=1, as in CI) makes 30
+KILLS = int(os.environ.get("LATENTSPACE_CRASH_KILLS", "30" if slow_enabled() else "12"))
 WRITER = Path(__file__).with_name("crash_writer.py")
 
 

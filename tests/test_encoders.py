@@ -29,7 +29,7 @@ def stub():
     s.close()
 
 
-@pytest.fixture(params=["default", "st-tiny", "tf-mean", "tf-cls", "tf-last", "openai", "clip", "truncated"])
+@pytest.fixture(params=["default", "st-tiny", "onnx-tiny", "tf-mean", "tf-cls", "tf-last", "openai", "clip", "truncated"])
 def encoder(request, tiny_st, tiny_bert, stub):
     kind = request.param
     if kind == "clip":
@@ -42,6 +42,8 @@ def encoder(request, tiny_st, tiny_bert, stub):
         return request.getfixturevalue("default_enc")
     if kind == "st-tiny":
         return request.getfixturevalue("tiny_encoder")
+    if kind == "onnx-tiny":
+        return ls.SentenceTransformerEncoder(str(tiny_st), runtime="onnx")
     if kind.startswith("tf-"):
         return ls.TransformersEncoder(str(tiny_bert), pooling=kind[3:])
     stub.script.clear()
@@ -102,6 +104,111 @@ def test_default_encoder_agrees_with_fp32_on_real_text(default_enc):
     assert default_enc.spec.fingerprint == ls.default_encoder(precision="fp32").spec.fingerprint
     assert default_enc.spec.weights_sha256 == DEFAULT_SHA256
     assert default_enc.spec.model == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_onnx_runtime_is_the_same_space_on_real_text(default_enc, real_docs):
+    """The one-shot CLI's query encoder: ONNX Runtime, held to the fp32 agreement bar on real text."""
+    texts, _, queries, _ = real_docs
+    longest = sorted(texts, key=len)[-40:]  # past the model's 256 tokens: truncation must agree too
+    sample = queries + longest
+    fast = ls.default_encoder(runtime="onnx")
+    ref = ls.default_encoder(precision="fp32")
+    assert fast.runtime == "onnx" and fast.model is None
+    assert fast.spec.fingerprint == ref.spec.fingerprint == default_enc.spec.fingerprint
+    cos = (fast.encode_queries(sample) * ref.encode_queries(sample)).sum(axis=1)
+    assert cos.min() >= 0.9999, cos.min()
+    assert fast.count_tokens(longest) == ref.count_tokens(longest) and max(fast.count_tokens(longest)) > 256
+    assert fast.config() == ref.config() | {"precision": "auto"}  # the runtime is how, not what: not stored
+
+
+def test_onnx_export_is_cached_checked_and_redone_when_damaged(tiny_st, tmp_path, monkeypatch):
+    from latentspace.embed import onnx_runtime
+    from latentspace.embed.sentence_transformers import SentenceTransformerEncoder
+
+    monkeypatch.setenv("LATENTSPACE_CACHE", str(tmp_path / "cache"))
+    first = SentenceTransformerEncoder(str(tiny_st), runtime="onnx")
+    exports = list((tmp_path / "cache" / "onnx").iterdir())
+    assert len(exports) == 1 and (exports[0] / "model.onnx").is_file()
+    meta = json.loads((exports[0] / "meta.json").read_text())
+    assert meta["calibration_min_cosine"] >= 0.9999
+    expected = first.encode_documents(TEXTS)
+    real_load = SentenceTransformerEncoder._load_torch
+    monkeypatch.setattr(SentenceTransformerEncoder, "_load_torch", lambda self: pytest.fail("torch model loaded"))
+    again = SentenceTransformerEncoder(str(tiny_st), runtime="onnx")  # from the cache: no torch model
+    np.testing.assert_allclose(again.encode_documents(TEXTS), expected, atol=1e-6)
+    with open(exports[0] / "model.onnx", "r+b") as f:  # damage the cached graph
+        f.seek(2000)
+        f.write(b"\0" * 64)
+    assert onnx_runtime.load_cached(exports[0].name) is None
+    loads = []
+    monkeypatch.setattr(SentenceTransformerEncoder, "_load_torch", lambda self: loads.append(1) or real_load(self))
+    redone = SentenceTransformerEncoder(str(tiny_st), runtime="onnx")
+    assert loads == [1]  # exported again from the model
+    np.testing.assert_allclose(redone.encode_documents(TEXTS), expected, atol=1e-6)
+    with pytest.raises(ls.InvalidInputError, match="fp32"):
+        SentenceTransformerEncoder(str(tiny_st), runtime="onnx", precision="bf16")
+    with pytest.raises(ls.InvalidInputError, match="runtime"):
+        SentenceTransformerEncoder(str(tiny_st), runtime="tensorrt")
+
+
+def test_precision_calibration_is_measured_once_per_machine(tiny_st, tmp_path, monkeypatch):
+    from latentspace.embed.sentence_transformers import SentenceTransformerEncoder
+
+    monkeypatch.setenv("LATENTSPACE_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real = SentenceTransformerEncoder._calibrate
+    monkeypatch.setattr(SentenceTransformerEncoder, "_calibrate", lambda self: calls.append(1) or real(self))
+    a = SentenceTransformerEncoder(str(tiny_st), precision="bf16")
+    b = SentenceTransformerEncoder(str(tiny_st), precision="bf16")
+    assert calls == [1] and a.spec.metadata["calibration_min_cosine"] == b.spec.metadata["calibration_min_cosine"]
+    (tmp_path / "cache" / "calibration.json").write_text("{not json")
+    SentenceTransformerEncoder(str(tiny_st), precision="bf16")
+    assert calls == [1, 1]  # a damaged cache is measured again, never trusted
+
+
+@pytest.mark.parametrize("option", ["normalize", "truncate_dim", "query_prefix", "document_prefix", "max_seq_length",
+                                    "precision", "batch_size"])
+def test_every_option_takes_effect_and_is_recorded(tiny_st, option):
+    """An option either changes the vectors and the spec together, or changes neither (and says so)."""
+    from latentspace.embed.sentence_transformers import SentenceTransformerEncoder
+
+    long_text = " ".join(["the cat sat on the mat"] * 20)
+    texts = [*TEXTS, long_text]
+    value = {"normalize": False, "truncate_dim": 16, "query_prefix": "query: ", "document_prefix": "passage: ",
+             "max_seq_length": 8, "precision": "bf16", "batch_size": 2}[option]
+    base = SentenceTransformerEncoder(str(tiny_st), precision="fp32")
+    enc = SentenceTransformerEncoder(str(tiny_st), **{"precision": "fp32", option: value})
+    assert enc.config()[option] == value
+    assert ls.encoder_from_config(enc.config()).spec.fingerprint == enc.spec.fingerprint
+    v0, v = base.encode_documents(texts), enc.encode_documents(texts)
+    q0, q = base.encode_queries(texts), enc.encode_queries(texts)
+    same_space = enc.spec.fingerprint == base.spec.fingerprint
+    if option == "normalize":
+        assert not same_space and enc.spec.normalize is False
+        norms = np.linalg.norm(v, axis=1)
+        assert np.ptp(norms) > 1e-3  # the model's own Normalize module was dropped
+        np.testing.assert_allclose(v / norms[:, None], v0, atol=1e-5)
+    elif option == "truncate_dim":
+        assert not same_space and enc.spec.dim == enc.spec.truncate_dim == 16 and v.shape[1] == 16
+    elif option in ("query_prefix", "document_prefix"):
+        assert not same_space and getattr(enc.spec, option) == value
+        changed, kept = (q, v) if option == "query_prefix" else (v, q)
+        assert not np.allclose(changed, q0 if option == "query_prefix" else v0)
+        np.testing.assert_allclose(kept, v0 if option == "query_prefix" else q0, atol=1e-5)
+    elif option == "max_seq_length":
+        # how much of a text is read, not the geometry: same space, recorded in the metadata
+        assert same_space and enc.spec.metadata["max_seq_length"] == 8
+        fits = np.array(enc.count_tokens(texts)) <= 8
+        assert fits.any() and not fits.all()
+        np.testing.assert_allclose(v[fits], v0[fits], atol=1e-5)  # short texts are read whole
+        assert ((v * v0).sum(axis=1)[~fits] < 0.9999).all()  # long ones are cut at 8 tokens
+        np.testing.assert_allclose(v[-1], enc.encode_documents(["the cat sat on the mat"])[0], atol=1e-5)
+    elif option == "precision":
+        assert same_space and enc.spec.metadata["compute_precision"] == "bf16"
+        assert (v * v0).sum(axis=1).min() >= 0.999
+    else:
+        assert same_space
+        np.testing.assert_allclose(v, v0, atol=1e-5)
 
 
 def test_checkpoints_of_one_architecture_are_different_spaces(tiny_bert, tiny_bert_other):

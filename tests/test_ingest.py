@@ -77,7 +77,7 @@ def test_ingest_precomputed_vectors_from_jsonl_and_parquet(tmp_path, store):
     assert len(items) == 40 and items[0].text.startswith("row 0") and "embedding" not in items[0].metadata
     col = store.create_collection("v", space=ls.SpaceSpec(model="ext/model", dim=8, modality="vector"))
     rep = ingest(col, items, batch_size=16)
-    assert (rep.read, rep.added) == (40, 40)
+    assert (rep.records, rep.chunks, rep.added) == (40, 40, 40)
     rec = col.get(ids=["v0"], include_vectors=True)[0]
     assert rec.document == rows[0]["text"] and rec.metadata == {"group": 0}  # kept whole, not chunked
     np.testing.assert_allclose(rec.vector, x[0], atol=1e-7)
@@ -108,3 +108,55 @@ def test_ingest_vector_errors(tmp_path, store, tiny_encoder):
     with pytest.raises(ls.SpaceMismatchError):  # vectors must name the encoder's space
         ingest(bound, [Item("a", "t", {}, [0.0] * (tiny_encoder.spec.dim - 1) + [1.0])])
     assert len(col) == 0 and len(bound) == 0
+
+
+def test_text_template_makes_the_text_from_several_fields(tmp_path):
+    from latentspace.ingest import text_template
+
+    path = tmp_path / "pkgs.jsonl"
+    rows = [{"id": "a", "synopsis": "tiny editor", "body": "Edits text files.", "section": "editors"},
+            {"id": "b", "synopsis": "no body here", "section": "misc"},
+            {"id": "c", "body": "Only a body.", "synopsis": None}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    items = list(read_items(path, template="{synopsis}. {body}"))
+    assert [i.text for i in items] == ["tiny editor. Edits text files.", "no body here.", "Only a body."]
+    assert items[0].metadata == {"section": "editors"}  # the template's fields are the text, not metadata
+    with pytest.raises(ls.InvalidInputError, match="none of the template's fields"):
+        list(read_items(path, template="{title}"))
+    with pytest.raises(ls.InvalidInputError, match="at least one field"):
+        text_template("no fields")
+    with pytest.raises(ls.InvalidInputError, match="text template"):
+        list(read_items(tmp_path, template="{a}"))
+
+
+def test_the_report_counts_records_and_chunks(store, tiny_encoder):
+    col = store.create_collection("c", encoder=tiny_encoder)
+    items = [Item("long", "the cat sat on the mat. " * 40, {}), Item("short", "a dog", {}), Item("other", "x y", {})]
+    rep = ingest(col, chunk_items(items, 200, 20))
+    assert rep.records == 3 and rep.split == 1 and rep.chunks == len(col) > 3 and rep.added == rep.chunks
+    assert "Read 3 records as" in rep.describe() and "1 record longer than the chunk size" in rep.describe()
+    again = ingest(col, chunk_items(items, 200, 20))
+    assert (again.records, again.added, again.skipped) == (3, 0, rep.chunks)
+
+
+def test_chunks_are_cut_further_where_the_model_would_truncate_them(store, tiny_encoder):
+    import warnings
+
+    limit = tiny_encoder.token_limit
+    text = " ".join(f"word{i}" for i in range(300))  # ~2,200 characters, far more tokens than the limit
+    assert tiny_encoder.count_tokens([text])[0] > limit
+    plain = list(chunk_items([Item("a", text, {})], 3000, 50))
+    assert len(plain) == 1  # by characters alone, one piece the model would cut
+    fitted = list(chunk_items([Item("a", text, {})], 3000, 50, count_tokens=tiny_encoder.count_tokens,
+                              max_tokens=limit))
+    assert len(fitted) > 1 and max(tiny_encoder.count_tokens([i.text for i in fitted])) <= limit
+    assert set(" ".join(i.text for i in fitted).split()) == set(text.split())  # nothing lost
+    assert [i.metadata["chunk"] for i in fitted] == list(range(len(fitted)))
+    col = store.create_collection("c", encoder=tiny_encoder)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rep = ingest(col, plain)
+    assert rep.truncated == 1 and sum(issubclass(w.category, ls.TruncationWarning) for w in caught) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ingest(col, fitted).truncated == 0

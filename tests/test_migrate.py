@@ -168,10 +168,12 @@ def test_reader_during_the_switch_sees_one_space_at_a_time(tmp_path, tiny_st, ti
     _seed_store(tmp_path / "s", old)
     log = tmp_path / "reads.jsonl"
     reader = subprocess.Popen([sys.executable, str(worker), "read", str(tmp_path / "s"), str(tiny_bert_other),
-                               str(log), "25"], stderr=open(tmp_path / "reader.err", "w"))
+                               str(log), "60"], stderr=open(tmp_path / "reader.err", "w"))
     import time
 
-    time.sleep(8)  # the reader is loaded and reading the old space
+    deadline = time.time() + 60
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 5):
+        time.sleep(0.1)  # until the reader is loaded and reading the old space
     new = ls.TransformersEncoder(str(tiny_bert_other), pooling="mean")
     with ls.open_store(tmp_path / "s") as st:
         st.get_collection("docs").migrate(new, batch_size=16, queries=3)

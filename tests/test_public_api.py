@@ -9,7 +9,7 @@ EXPECTED = {
     "Collection", "WriteResult", "Hit", "Record", "HnswParams", "distances", "LatentSpaceError", "InvalidInputError",
     "SpaceMismatchError", "NotFoundError", "AlreadyExistsError", "CorruptStoreError", "StoreFormatError",
     "StoreLockedError", "ModelLoadError", "EncodingError", "NotFittedError", "BackendUnavailableError", "AuthError",
-    "TrainingDivergedError", "UpstreamError", "apps", "rag", "CLIPEncoder",
+    "TrainingDivergedError", "UpstreamError", "apps", "rag", "CLIPEncoder", "TruncationWarning", "chunk_text",
 }
 
 
@@ -22,7 +22,9 @@ def test_public_names_are_exactly_the_intended_ones():
 def test_errors_share_one_base_and_carry_http_status():
     for name in ls.__all__:
         obj = getattr(ls, name)
-        if isinstance(obj, type) and issubclass(obj, Exception):
+        if isinstance(obj, type) and issubclass(obj, Warning):
+            assert issubclass(obj, UserWarning)  # warnings are not errors: the one warning class
+        elif isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, ls.LatentSpaceError)
             assert 400 <= obj.http_status <= 599
     assert issubclass(ls.InvalidInputError, ValueError)

@@ -86,3 +86,21 @@ def test_new_text_is_embedded_again_and_metadata_updates_keep_the_embedding(stor
     # the record still counts as embedded from its text: upserting the same content is a no-op
     res = col.upsert(["q"], documents=["stocks fell sharply"], metadatas=[{"k": 20}])
     assert res.unchanged == 1 and res.replaced == 0
+
+
+def test_documents_longer_than_the_model_reads_are_counted_and_warned_once(store, tiny_encoder):
+    import warnings
+
+    col = store.create_collection("t", encoder=tiny_encoder)
+    limit = tiny_encoder.token_limit
+    long_doc = " ".join(["the cat sat on the mat"] * (limit // 3))
+    assert tiny_encoder.count_tokens([long_doc])[0] > limit
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = col.add(["a", "b", "c"], documents=[long_doc, "a short one", long_doc + " more"])
+    truncation = [w for w in caught if issubclass(w.category, ls.TruncationWarning)]
+    assert res.truncated == 2 and len(truncation) == 1  # once per call, with the count
+    assert "2 of 3 document(s)" in str(truncation[0].message) and "chunk" in str(truncation[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about: no warning at all
+        assert col.add(["d"], documents=["short"]).truncated == 0

@@ -18,6 +18,12 @@ from ..core.validation import check_ids
 
 
 def _image_encoder(col):
+    if col.spec.modality not in ("image", "text+image"):  # decided by the stored space: no model loaded
+        raise InvalidInputError(
+            f"Collection {col.name!r} holds {col.spec.modality} vectors ({col.spec.describe()}): it cannot embed or "
+            "search images. Make an image collection with a CLIP encoder: `latentspace collection create STORE NAME "
+            "--kind clip` (Python: store.create_collection(name, encoder=ls.CLIPEncoder(...)))."
+        )
     enc = col.encoder
     if not hasattr(enc, "encode_images"):
         raise InvalidInputError(

@@ -23,6 +23,7 @@ from .common import (  # noqa: F401  (re-exported for the command modules)
     first_line,
     hits_table,
     open_existing_store,
+    open_for_queries,
     parse_json_option,
 )
 
@@ -271,6 +272,8 @@ def ingest_cmd(
     file: Path = typer.Argument(..., help="JSONL, CSV, TSV, Parquet, or a folder of .txt/.md files."),
     id_field: Optional[str] = typer.Option("id", help="Field holding each record's id ('' to number them)."),
     text_field: str = typer.Option("text", help="Field holding the text to embed."),
+    text_template: Optional[str] = typer.Option(None, help='Make the text from several fields, e.g. '
+                                                '"{synopsis}. {body}" (instead of --text-field).'),
     metadata_fields: Optional[str] = typer.Option(None, help="Comma-separated fields to keep as metadata (default: all others)."),
     chunk_size: int = typer.Option(1000, help="Split texts longer than this many characters."),
     chunk_overlap: int = typer.Option(100, help="Characters of overlap between chunks."),
@@ -295,20 +298,23 @@ def ingest_cmd(
     from ..storage.store import open_store
 
     fields = [f.strip() for f in metadata_fields.split(",") if f.strip()] if metadata_fields else None
-    items = list(chunk_items(read_items(file, id_field=id_field or None, text_field=text_field,
-                                        metadata_fields=fields, vector_field=vector_field or None),
-                             chunk_size, chunk_overlap))
+    records = list(read_items(file, id_field=id_field or None, text_field=text_field, metadata_fields=fields,
+                              vector_field=vector_field or None, template=text_template))
     t0 = time.perf_counter()
     space = None
     with open_store(store) as st:
         if vector_field:
-            col, space = _collection_for_vectors(st, collection, items, vector_model, metric, normalize)
+            col, space = _collection_for_vectors(st, collection, records, vector_model, metric, normalize)
+            items = list(chunk_items(records, chunk_size, chunk_overlap))
         else:
             try:
                 col = st.get_collection(collection)
                 _ = col.encoder
             except NotFoundError:
                 col = st.create_collection(collection, encoder=make_encoder(model))
+            # pieces of --chunk-size characters, cut further where the model would truncate them
+            items = list(chunk_items(records, chunk_size, chunk_overlap, count_tokens=col.encoder.count_tokens,
+                                     max_tokens=col.encoder.token_limit))
         with Progress(
             TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=as_json, transient=False,
@@ -320,15 +326,23 @@ def ingest_cmd(
                 rate = done / max(time.perf_counter() - t0, 1e-9)
                 progress.update(task, advance=n, rate=f"{rate:,.0f} rec/s")
 
-            report = ingest(col, items, batch_size=batch_size, on_batch=on_batch, space=space)
+            try:
+                report = ingest(col, items, batch_size=batch_size, on_batch=on_batch, space=space)
+            except KeyboardInterrupt:
+                progress.stop()
+                stored = len(col)  # every batch is one transaction: what is stored is whole
+                col.flush()
+                err_console.print(f"interrupted: {collection} holds {stored:,} chunks; run the same command again to "
+                                  "resume (chunks already stored unchanged are skipped, not embedded again).")
+                raise SystemExit(130) from None
         col.flush()
         total = len(col)
-    out = {**report.to_dict(), "collection": collection, "records": total, "seconds": round(time.perf_counter() - t0, 2)}
+    out = {**report.to_dict(), "collection": collection, "stored_chunks": total,
+           "seconds": round(time.perf_counter() - t0, 2)}
     if as_json:
         emit_json(out)
     else:
-        console.print(f"Read {report.read}, added {report.added}, replaced {report.replaced}, skipped {report.skipped} "
-                      f"unchanged; {collection} holds {total} records ({out['seconds']} s).")
+        console.print(f"{report.describe()}; {collection} holds {total:,} chunks ({out['seconds']} s).")
 
 
 def _collection_for_vectors(st, name, items, vector_model, metric, normalize):
@@ -375,7 +389,7 @@ def search_cmd(
     """Search a collection by text."""
     filt = parse_json_option(where, "--where")
     with open_existing_store(store) as st:
-        col = st.get_collection(collection)
+        col = st.get_collection(collection) if mode == "keyword" else open_for_queries(st, collection)
         hits = col.search(query, k=k, where=filt, mode=mode, alpha=alpha)
     if as_json:
         emit_json([h.to_dict() for h in hits])
@@ -443,13 +457,16 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except LatentSpaceError as exc:
         if STATE["debug"]:
             raise
         err_console.print(f"[bold red]error[/] ({type(exc).__name__}): {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(exc.exit_code) from None
-    except typer.Abort:
+    except typer.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            err_console.print("interrupted")
+            raise SystemExit(130) from None
         err_console.print("aborted")
         raise SystemExit(1) from None
     except KeyboardInterrupt:
@@ -465,6 +482,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         err_console.print(f"[bold red]unexpected error[/] ({type(exc).__name__}): {exc}  (run with --debug for details)")
         raise SystemExit(70) from None
+    if isinstance(code, int) and code != 0:  # a command's Exit(code): typer returns it in this mode
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -87,6 +87,14 @@ def rag_cmd(
         console.print("\n" + ctx.text, highlight=False, markup=False)
 
 
+PER_CHUNK = typer.Option(False, "--per-chunk", help="Treat each stored chunk on its own (default: a record stored "
+                         "as several chunks counts once).")
+
+
+def _unit(per_chunk: bool) -> str:
+    return "chunk" if per_chunk else "record"
+
+
 # -- recommend ------------------------------------------------------------------------------
 @command("recommend")
 def recommend_cmd(
@@ -94,14 +102,14 @@ def recommend_cmd(
     positive: list[str] = typer.Option(..., "--positive", "-p", help="An id to find more like (repeatable)."),
     negative: list[str] = typer.Option([], "--negative", "-n", help="An id to move away from (repeatable)."),
     k: int = typer.Option(10, "-k"), strategy: str = typer.Option("average", help="average or best_score."),
-    where: Optional[str] = WHERE, as_json: bool = JSON,
+    per_chunk: bool = PER_CHUNK, where: Optional[str] = WHERE, as_json: bool = JSON,
 ) -> None:
-    """Records like the positive examples and unlike the negative ones."""
+    """Records like the positive examples and unlike the negative ones (ids of records or of their chunks)."""
     from ..apps.recommendation import recommend
 
     with open_existing_store(store) as st:
         hits = recommend(st.get_collection(collection), positive, negative, k=k, strategy=strategy,
-                         where=parse_json_option(where, "--where"))
+                         where=parse_json_option(where, "--where"), unit=_unit(per_chunk))
     if as_json:
         emit_json([h.to_dict() for h in hits])
     else:
@@ -149,20 +157,22 @@ def dedup_cmd(
     threshold: float = typer.Option(0.95, help="Cosine similarity at or above which two records are duplicates."),
     k: int = typer.Option(10, "-k", help="Neighbours asked per record (widened automatically for big groups)."),
     keep: str = typer.Option("first", help="Which record a group keeps: first, longest or shortest."),
-    delete: bool = typer.Option(False, "--delete", help="Delete all but the kept record of each group."),
-    where: Optional[str] = WHERE, as_json: bool = JSON,
+    delete: bool = typer.Option(False, "--delete", help="Delete all but the kept record of each group (every chunk "
+                                "of it)."),
+    per_chunk: bool = PER_CHUNK, where: Optional[str] = WHERE, as_json: bool = JSON,
 ) -> None:
     """Find near-duplicate records through the ANN index (and optionally delete the extras)."""
     from ..apps.dedup import find_duplicates, remove_duplicates
 
     with open_existing_store(store) as st:
         col = st.get_collection(collection)
-        rep = find_duplicates(col, threshold, k=k, keep=keep, where=parse_json_option(where, "--where"))
+        rep = find_duplicates(col, threshold, k=k, keep=keep, where=parse_json_option(where, "--where"),
+                              unit=_unit(per_chunk))
         deleted = remove_duplicates(col, rep) if delete else 0
     if as_json:
         emit_json({**rep.to_dict(), "deleted": deleted})
         return
-    console.print(f"{len(rep.groups)} group(s) of near-duplicates among {rep.records:,} records "
+    console.print(f"{len(rep.groups)} group(s) of near-duplicates among {rep.records:,} {rep.unit}s "
                   f"({rep.pairs:,} pairs at cosine >= {threshold}; {rep.seconds:.1f} s).")
     table = Table(title_justify="left")
     _columns(table, ("size", 4), ("keep", 16, 44), ("remove", 16, 60), ("weakest link", 12))
@@ -172,10 +182,12 @@ def dedup_cmd(
         console.print(table)
     if len(rep.groups) > 20:
         console.print(f"[dim]... {len(rep.groups) - 20} more groups (--json lists all).[/]")
+    rows = len(rep.rows_to_delete())
     if delete:
-        console.print(f"Deleted {deleted} record(s).")
+        console.print(f"Deleted {len(rep.duplicates)} {rep.unit}(s) ({deleted} stored chunk(s)).")
     elif rep.groups:
-        console.print(f"[dim]Run again with --delete to delete {len(rep.duplicates)} record(s).[/]")
+        console.print(f"[dim]Run again with --delete to delete {len(rep.duplicates)} {rep.unit}(s) ({rows} stored "
+                      "chunk(s)).[/]")
 
 
 # -- outliers ---------------------------------------------------------------------------------
@@ -184,13 +196,14 @@ def outliers_cmd(
     store: Path = STORE, collection: str = COLLECTION,
     method: str = typer.Option("lof", help="knn (mean distance to k neighbours) or lof."),
     k: int = typer.Option(10, "-k"), top: int = typer.Option(10, help="How many to show."),
-    where: Optional[str] = WHERE, as_json: bool = JSON,
+    per_chunk: bool = PER_CHUNK, where: Optional[str] = WHERE, as_json: bool = JSON,
 ) -> None:
     """Score every record by how unusual it is; show the top."""
     from ..apps.outliers import outlier_scores
 
     with open_existing_store(store) as st:
-        rep = outlier_scores(st.get_collection(collection), method, k=k, where=parse_json_option(where, "--where"))
+        rep = outlier_scores(st.get_collection(collection), method, k=k, where=parse_json_option(where, "--where"),
+                             unit=_unit(per_chunk))
     if as_json:
         emit_json(rep.to_dict(top))
         return

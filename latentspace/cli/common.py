@@ -59,3 +59,14 @@ def open_existing_store(path: Path):
     from ..storage.store import open_store
 
     return open_store(path, create=False)
+
+
+def open_for_queries(st, name: str):
+    """The collection, with its encoder set up to embed a few queries fast: a one-shot CLI
+    call spends its time loading the model, not embedding (see query_encoder_from_config)."""
+    info = st.collection_info(name)
+    if info.encoder is None:
+        return st.get_collection(name)
+    from ..embed import query_encoder_from_config
+
+    return st.get_collection(name, encoder=query_encoder_from_config(info.encoder))

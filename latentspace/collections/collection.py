@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..core.errors import InvalidInputError, NotFoundError, SpaceMismatchError
+from ..core.errors import InvalidInputError, NotFoundError, SpaceMismatchError, TruncationWarning
 from ..core.space import SpaceSpec
 from ..core.validation import (
     MAX_K,
@@ -44,11 +45,13 @@ EXACT_FILTER_LIMIT = 3_000
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What a write did: records added, replaced, and left as they were (same content)."""
+    """What a write did: records added, replaced, and left as they were (same content);
+    ``truncated``: documents embedded from their beginning only (longer than the model reads)."""
 
     added: int = 0
     replaced: int = 0
     unchanged: int = 0
+    truncated: int = 0
 
 
 def content_hash(document: str | None, metadata: dict, vector: np.ndarray | None) -> str:
@@ -227,16 +230,33 @@ class Collection:
             unchanged = n - len(keep)
             if not keep:
                 return WriteResult(unchanged=unchanged)
+        truncated = 0
         if not explicit:
             vecs = np.empty((n, self.spec.dim), dtype=np.float32)
-            vecs[keep] = self.encoder.encode_documents([docs[i] for i in keep])
+            texts = [docs[i] for i in keep]
+            vecs[keep] = self.encoder.encode_documents(texts)
+            truncated = self._warn_truncated(texts, where)
         sel = np.asarray(keep)
         with self.store._lock:
             added, replaced = self._storage.write(
                 [ids[i] for i in keep], np.ascontiguousarray(vecs[sel]), [docs[i] for i in keep],
                 [metas[i] for i in keep], [hashes[i] for i in keep], replace=replace,
             )
-        return WriteResult(added=added, replaced=replaced, unchanged=unchanged)
+        return WriteResult(added=added, replaced=replaced, unchanged=unchanged, truncated=truncated)
+
+    def _warn_truncated(self, texts: list[str], where: str) -> int:
+        enc = self.encoder
+        prefix = self.spec.document_prefix
+        n = enc.count_truncated([prefix + t for t in texts] if prefix else texts)
+        if n:
+            warnings.warn(
+                f"{where}: {n} of {len(texts)} document(s) are longer than {self.spec.model}'s limit of "
+                f"{enc.token_limit} tokens and were embedded from their first {enc.token_limit} tokens only; the "
+                "rest of their text is not searchable by vector. Split long texts first (latentspace.chunk_text, or "
+                "`latentspace ingest --chunk-size`).",
+                TruncationWarning, stacklevel=3,
+            )
+        return n
 
     def delete(self, ids: Sequence[str] | None = None, where: dict | None = None) -> int:
         """Delete by ids, by filter, or both (ids that match the filter). Returns how many were deleted."""

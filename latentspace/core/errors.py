@@ -20,6 +20,10 @@ and carries the HTTP status the server answers with::
     └── AuthError (401)                             missing or wrong API key
 
 Messages say what was wrong, what was expected, and what to do.
+
+One warning class, for what is done but not as the user may think:
+``TruncationWarning`` (a ``UserWarning``): documents longer than the model reads were
+embedded from their beginning only.
 """
 
 from __future__ import annotations
@@ -115,7 +119,12 @@ class AuthError(LatentSpaceError):
     exit_code = 12
 
 
+class TruncationWarning(UserWarning):
+    """Documents longer than the encoder's token limit were embedded from their beginning only."""
+
+
 __all__ = [
+    "TruncationWarning",
     "LatentSpaceError",
     "InvalidInputError",
     "SpaceMismatchError",

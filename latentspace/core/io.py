@@ -107,3 +107,9 @@ def load_artifact(folder: str | os.PathLike, kind: str, fmt: int, weights: str) 
     except (SafetensorError, OSError, ValueError) as exc:
         raise InvalidInputError(f"{folder / weights} is unreadable: {exc}") from None
     return cfg, tensors
+
+
+def cache_dir() -> Path:
+    """Where derived artefacts are cached between processes (``$LATENTSPACE_CACHE`` or
+    ``~/.cache/latentspace``): never a source of truth, always safe to delete."""
+    return Path(os.environ.get("LATENTSPACE_CACHE", Path.home() / ".cache" / "latentspace"))

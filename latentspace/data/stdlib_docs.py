@@ -11,6 +11,7 @@ import ast
 import hashlib
 import sysconfig
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 
 from ..ingest import Item
@@ -67,9 +68,13 @@ def _docstrings(root: Path, min_chars: int) -> Iterator[Item]:
 
 def docstring_items(limit: int | None = None, min_chars: int = 40) -> list[Item]:
     """Docstrings of the standard library, in a fixed order; ``limit`` keeps an even spread."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    items = _dedupe(_docstrings(root, min_chars))
-    return _spread(items, limit)
+    return [Item(it.id, it.text, dict(it.metadata)) for it in _spread(list(_stdlib_items(min_chars)), limit)]
+
+
+@lru_cache(maxsize=4)
+def _stdlib_items(min_chars: int) -> tuple[Item, ...]:
+    """Parsed once per process (~3 s): the sources do not change while it runs."""
+    return tuple(_dedupe(_docstrings(Path(sysconfig.get_paths()["stdlib"]), min_chars)))
 
 
 def package_docstring_items(limit: int | None = None, min_chars: int = 40) -> list[Item]:

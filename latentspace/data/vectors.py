@@ -1,31 +1,28 @@
 """Real MiniLM vectors of docstring paragraphs, computed once and cached outside the repo.
 
-Tests and benchmarks need tens of thousands of real embeddings; computing them takes
-minutes, so they are cached (``.npy`` read with ``allow_pickle=False`` plus a JSON list of
-texts) under ``$LATENTSPACE_CACHE`` or ``~/.cache/latentspace``, keyed by the encoder's
-space fingerprint, the Python version and the count.
+Tests and benchmarks need thousands of real embeddings; computing them takes minutes, so
+they are cached (``.npy`` read with ``allow_pickle=False``) under ``$LATENTSPACE_CACHE`` or
+``~/.cache/latentspace``, keyed by the space's fingerprint and the sha256 of the exact
+texts embedded: a cache entry can only ever be the vectors of those texts in that space.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
+import io
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from ..core.io import atomic_write_bytes
+from ..core.io import atomic_write_bytes, cache_dir
 from .stdlib_docs import package_docstring_items
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("LATENTSPACE_CACHE", Path.home() / ".cache" / "latentspace"))
-
-
 def docstring_paragraphs(n: int, min_chars: int = 40) -> list[str]:
-    """``n`` distinct paragraphs from the docstrings of the stdlib and installed packages."""
+    """``n`` distinct paragraphs from the docstrings of the stdlib and installed packages.
+
+    For benchmarks: the result depends on what is installed. Tests use the committed
+    corpus in ``tests/data`` instead."""
     out: list[str] = []
     seen: set[str] = set()
     for item in package_docstring_items(min_chars=min_chars):
@@ -41,69 +38,60 @@ def docstring_paragraphs(n: int, min_chars: int = 40) -> list[str]:
     return [out[int(i * step)] for i in range(n)]
 
 
-def real_vectors(n: int, n_queries: int = 1000, encoder=None, progress: bool = False):
-    """(texts, vectors, query_texts, query_vectors): ``n`` base and ``n_queries`` held-out paragraphs."""
-    from ..embed import default_encoder
+def default_fingerprint() -> str:
+    """The default model's space fingerprint, without loading the model."""
+    from ..core.space import SpaceSpec
+    from ..embed.sentence_transformers import DEFAULT_MODEL, DEFAULT_SHA256
 
-    enc = encoder or default_encoder()
-    key = hashlib.sha256(
-        f"{enc.spec.fingerprint}|{sys.version_info[:2]}|{n}|{n_queries}|v1".encode()
-    ).hexdigest()[:16]
-    d = cache_dir()
-    vec_path, text_path = d / f"docvecs-{key}.npy", d / f"docvecs-{key}.json"
-    found = _cached(d, enc.spec.fingerprint, n, n_queries)
-    if found is not None:
-        return found
+    return SpaceSpec(model=DEFAULT_MODEL, dim=384, weights_sha256=DEFAULT_SHA256, pooling="mean").fingerprint
+
+
+def texts_sha256(texts: list[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def embed_cached(texts: list[str], encoder=None, *, progress: bool = False) -> np.ndarray:
+    """Document vectors of ``texts`` (the default encoder's unless one is given), from the
+    cache when this exact list was embedded in this space before; the model is loaded only
+    when it was not."""
+    fingerprint = encoder.spec.fingerprint if encoder is not None else default_fingerprint()
+    path = cache_dir() / f"vecs-{fingerprint}-{texts_sha256(texts)[:24]}.npy"
+    try:
+        vecs = np.load(path, allow_pickle=False)
+        if vecs.shape[0] == len(texts) and vecs.dtype == np.float32:
+            return vecs
+    except (OSError, ValueError):
+        pass
+    if encoder is None:
+        from ..embed import default_encoder
+
+        encoder = default_encoder()
+    chunks = []
+    step = 2048
+    for start in range(0, len(texts), step):
+        chunks.append(encoder.encode_documents(texts[start : start + step]))
+        if progress:
+            print(f"  embedded {min(start + step, len(texts)):,}/{len(texts):,}", file=sys.stderr, flush=True)
+    vecs = np.concatenate(chunks) if chunks else np.zeros((0, encoder.spec.dim), np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.save(buf, vecs, allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+    return vecs
+
+
+def real_vectors(n: int, n_queries: int = 1000, encoder=None, progress: bool = False):
+    """(texts, vectors, query_texts, query_vectors): ``n`` base and ``n_queries`` held-out
+    paragraphs of installed docstrings (for benchmarks)."""
     texts = docstring_paragraphs(n + n_queries)
     # every (n / n_queries)-th paragraph is a held-out query, the rest is the base set
     q_idx = set(np.linspace(0, len(texts) - 1, n_queries).astype(int).tolist())
     base = [t for i, t in enumerate(texts) if i not in q_idx]
     queries = [t for i, t in enumerate(texts) if i in q_idx]
     ordered = base[:n] + queries
-    chunks = []
-    step = 2048
-    for start in range(0, len(ordered), step):
-        chunks.append(enc.encode_documents(ordered[start : start + step]))
-        if progress:
-            print(f"  embedded {min(start + step, len(ordered)):,}/{len(ordered):,}", file=sys.stderr, flush=True)
-    vecs = np.concatenate(chunks)
-    d.mkdir(parents=True, exist_ok=True)
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, vecs, allow_pickle=False)
-    atomic_write_bytes(vec_path, buf.getvalue())
-    atomic_write_bytes(text_path, json.dumps(ordered).encode())
-    write_meta(vec_path, enc.spec.fingerprint, n, n_queries)
+    vecs = embed_cached(ordered, encoder, progress=progress)
     return ordered[:n], vecs[:n], ordered[n:], vecs[n:]
-
-
-def write_meta(vec_path: Path, fingerprint: str, n: int, n_queries: int) -> None:
-    meta = {"fingerprint": fingerprint, "python": list(sys.version_info[:2]), "n": n, "n_queries": n_queries}
-    atomic_write_bytes(vec_path.with_suffix(".meta.json"), json.dumps(meta).encode())
-
-
-def _cached(d: Path, fingerprint: str, n: int, n_queries: int):
-    """A cached set of at least n base and n_queries query vectors in this space, if any."""
-    best = None
-    for meta_path in sorted(d.glob("docvecs-*.meta.json")):
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError):
-            continue
-        if (meta.get("fingerprint") == fingerprint and meta.get("python") == list(sys.version_info[:2])
-                and meta.get("n", 0) >= n and meta.get("n_queries", 0) >= n_queries):
-            if best is None or meta["n"] < best[1]["n"]:
-                best = (meta_path, meta)
-    if best is None:
-        return None
-    stem = best[0].name.removesuffix(".meta.json")
-    try:
-        texts = json.loads((d / f"{stem}.json").read_text())
-        vecs = np.load(d / f"{stem}.npy", allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-    m, mq = best[1]["n"], best[1]["n_queries"]
-    if vecs.shape[0] != m + mq or len(texts) != m + mq:
-        return None
-    return texts[:n], vecs[:n], texts[m : m + n_queries], vecs[m : m + n_queries]

@@ -46,6 +46,20 @@ class Encoder(ABC):
         """Tokens per text as the model sees them (whitespace words where unknown)."""
         return [len(t.split()) for t in texts]
 
+    @property
+    def token_limit(self) -> int | None:
+        """How many tokens of a text the model reads (None: no known limit)."""
+        return None
+
+    def count_truncated(self, texts: Sequence[str]) -> int:
+        """How many of ``texts`` (as embedded: prefixes included) exceed :attr:`token_limit`."""
+        limit = self.token_limit
+        if not limit or not texts:
+            return 0
+        # a token covers at least a character or two; only texts long enough can exceed
+        long = [t for t in texts if len(t) > limit // 2]
+        return sum(n > limit for n in self.count_tokens(long)) if long else 0
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec.describe()}, fingerprint={self.spec.fingerprint})"
 

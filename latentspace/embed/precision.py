@@ -64,3 +64,50 @@ def min_cosine(a, b) -> float:
     num = (a * b).sum(axis=1)
     den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     return float((num / den).min())
+
+
+def calibration_key(weights_sha256: str, *options) -> str:
+    """A calibration result holds for these weights, on this CPU, with this torch: the key."""
+    import hashlib
+
+    import torch
+
+    flags = ",".join(sorted(f for f in cpu_flags() if "bf16" in f or "amx" in f or f.startswith("avx512")))
+    text = "|".join([weights_sha256, flags, torch.__version__, *map(str, options)])
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _calibration_file():
+    from ..core.io import cache_dir
+
+    return cache_dir() / "calibration.json"
+
+
+def cached_calibration(key: str) -> float | None:
+    """The min cosine measured before for ``key`` on this machine, if any."""
+    import json
+
+    try:
+        value = json.loads(_calibration_file().read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and 0 <= value <= 1.0000001 else None
+
+
+def store_calibration(key: str, value: float) -> None:
+    import json
+
+    from ..core.io import write_json
+
+    path = _calibration_file()
+    try:
+        data = json.loads(path.read_text())
+        data = data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        data = {}
+    data[key] = value
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, data)
+    except OSError:
+        pass  # a cache: the next process measures again

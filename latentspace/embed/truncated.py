@@ -43,6 +43,10 @@ class TruncatedEncoder(Encoder):
     def count_tokens(self, texts):
         return self.base.count_tokens(texts)
 
+    @property
+    def token_limit(self) -> int | None:
+        return self.base.token_limit
+
     def _encode_raw(self, texts: list[str]) -> np.ndarray:
         return self.base._encode_raw(texts)
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import InvalidInputError
+from ..core.io import cache_dir
 
 
 def row_hashes(x: np.ndarray) -> list[str]:
@@ -26,7 +27,7 @@ class LatentCache:
 
     def __init__(self, path: str | os.PathLike | None = None):
         if path is None:
-            path = Path(os.environ.get("LATENTSPACE_CACHE", Path.home() / ".cache" / "latentspace")) / "latents.db"
+            path = cache_dir() / "latents.db"
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)

@@ -259,9 +259,7 @@ class Store:
         with self._lock:
             row = self._row(name)
             if row is None:
-                names = self.list_names()
-                hint = f" Collections here: {', '.join(names)}." if names else " The store has no collections."
-                raise NotFoundError(f"No collection named {name!r} in {self.path}.{hint}")
+                raise self._missing(name)
             info = self._info(row)
             if encoder is not None:
                 encoder_spec = encoder.spec
@@ -293,11 +291,16 @@ class Store:
         )
         return [self._info(r) for r in rows]
 
+    def _missing(self, name: str) -> NotFoundError:
+        names = self.list_names()
+        hint = f" Collections here: {', '.join(names)}." if names else " The store has no collections."
+        return NotFoundError(f"No collection named {name!r} in {self.path}.{hint}")
+
     def collection_info(self, name: str) -> CollectionInfo:
         check_name(name)
         row = self._row(name)
         if row is None:
-            raise NotFoundError(f"No collection named {name!r} in {self.path}.")
+            raise self._missing(name)
         return self._info(row)
 
     def delete_collection(self, name: str) -> None:
@@ -308,7 +311,7 @@ class Store:
             with write_txn(conn, self.path, self.lock_timeout):
                 row = conn.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()
                 if row is None:
-                    raise NotFoundError(f"No collection named {name!r} in {self.path}.")
+                    raise self._missing(name)
                 cid = row[0]
                 conn.execute("DELETE FROM records WHERE collection_id = ?", (cid,))
                 conn.execute("DELETE FROM changes WHERE collection_id = ?", (cid,))
@@ -328,7 +331,7 @@ class Store:
             conn = self._connection()
             with write_txn(conn, self.path, self.lock_timeout):
                 if conn.execute("SELECT 1 FROM collections WHERE name = ?", (name,)).fetchone() is None:
-                    raise NotFoundError(f"No collection named {name!r} in {self.path}.")
+                    raise self._missing(name)
                 if conn.execute("SELECT 1 FROM collections WHERE name = ?", (new_name,)).fetchone() is not None:
                     raise AlreadyExistsError(f"A collection named {new_name!r} already exists in {self.path}.")
                 # with the store's own names derived from it, "~name~..." (shadows, retired spaces)

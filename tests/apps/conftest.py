@@ -26,7 +26,7 @@ def digits_col(store, digits):
 
 @pytest.fixture(scope="module")
 def docs_col(real_docs, default_enc, tmp_path_factory):
-    """The 20,000 real docstring paragraphs in a collection with the default encoder."""
+    """The 8,420 real docstring paragraphs of the test corpus in a collection with the default encoder."""
     texts, vecs, _, _ = real_docs
     st = ls.open_store(tmp_path_factory.mktemp("apps-docs") / "s")
     col = st.create_collection("docs", encoder=default_enc)

@@ -59,14 +59,18 @@ def test_probe_fits_saves_and_loads_without_pickle(digits_col, tmp_path):
 
 
 def test_probe_binary_and_string_labels(store, real_docs, default_enc):
+    from ..corpus import split
+
     texts, vecs, _, _ = real_docs
+    # the package each paragraph comes from, for two packages of about equal size
+    pick = [i for i, r in enumerate(split()[0]) if r["package"] in ("asyncio", "email")]
+    lab = [split()[0][i]["package"] for i in pick]
     col = store.create_collection("docs", space=default_enc.spec)
-    lab = ["example" if ">>>" in t else "prose" for t in texts[:3000]]
-    col.add([f"p{i}" for i in range(3000)], documents=texts[:3000], vectors=vecs[:3000],
-            metadatas=[{"kind": v, "split": "test" if i % 5 == 0 else "train"} for i, v in enumerate(lab)])
-    probe = LinearProbe("kind", C=10.0).fit(col, where={"split": "train"})
-    assert probe.classes_ == ["example", "prose"]
-    majority = max(lab.count("example"), lab.count("prose")) / len(lab)
+    col.add([f"p{i}" for i in pick], documents=[texts[i] for i in pick], vectors=vecs[pick],
+            metadatas=[{"pkg": v, "split": "test" if n % 5 == 0 else "train"} for n, v in enumerate(lab)])
+    probe = LinearProbe("pkg", C=10.0).fit(col, where={"split": "train"})
+    assert probe.classes_ == ["asyncio", "email"]
+    majority = max(lab.count("asyncio"), lab.count("email")) / len(lab)
     assert 1 - probe.score(col, where={"split": "test"}) < (1 - majority) / 2  # half the majority guess's errors
 
 

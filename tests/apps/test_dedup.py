@@ -7,6 +7,7 @@ import pytest
 
 import latentspace as ls
 from latentspace.apps.dedup import find_duplicates, remove_duplicates
+from latentspace.ingest import chunk_text
 
 from .conftest import unit
 
@@ -89,3 +90,31 @@ def test_bad_input(store, with_dups):
         with pytest.raises(ls.InvalidInputError, match=match):
             find_duplicates(col, **kwargs)
     assert len(col) == count
+
+
+def test_records_made_of_chunks_are_compared_whole(store, real_docs, default_enc):
+    """A copied record is a duplicate; a record sharing one chunk with another is not (per record),
+    though that chunk pair is (per chunk). Deleting removes every chunk of the duplicate record."""
+    from latentspace.ingest import Item, chunk_items, ingest
+
+    texts = [t for t in real_docs[0] if len(t) >= 500][:120]
+    col = store.create_collection("docs", encoder=default_enc)
+    items = [Item(f"r{i}", t, {}) for i, t in enumerate(texts)]
+    items.append(Item("copy-of-r3", texts[3], {}))  # a whole record again
+    shared = chunk_text(texts[7], 250, 0)[0]  # one paragraph of r7 inside an otherwise other record
+    items.append(Item("mixed", shared + "\n\n" + texts[-1][::-1], {}))
+    ingest(col, chunk_items(items, 250, 0))
+    per_record = find_duplicates(col, 0.99)
+    groups = groups_as_sets(per_record)
+    assert frozenset({"r3", "copy-of-r3"}) in groups and not any("mixed" in g for g in groups)
+    assert per_record.unit == "record" and per_record.records == len(items) < len(col)
+    per_chunk = groups_as_sets(find_duplicates(col, 0.99, unit="chunk"))
+    assert any({"mixed#0", "r7#0"} <= g for g in per_chunk)  # the shared chunk itself is a duplicate
+    n_copy = len(col.get(where={"source_id": "copy-of-r3"}))
+    assert n_copy >= 2
+    before = len(col)
+    deleted = remove_duplicates(col, per_record)
+    assert deleted == len(per_record.rows_to_delete()) >= n_copy
+    removed = per_record.duplicates
+    assert len(col) == before - deleted and not col.get(where={"source_id": {"$in": removed}})
+    assert col.get(ids=["mixed#0", "r7#0"]) and len(col.get(where={"source_id": "mixed"})) >= 2

@@ -57,10 +57,16 @@ def test_an_image_finds_itself_and_its_kind(image_col, digits, tmp_path):
     assert image_col.get(ids=["file"])[0].metadata["path"] == str(path.resolve())
 
 
-def test_a_text_only_collection_cannot_take_images(store, tiny_encoder):
-    col = store.create_collection("t", encoder=tiny_encoder)
-    with pytest.raises(ls.InvalidInputError, match="cannot embed images"):
-        add_images(col, ["a"], [np.zeros((8, 8))])
+def test_a_text_only_collection_cannot_take_images(store, tiny_encoder, monkeypatch):
+    store.create_collection("t", encoder=tiny_encoder)
+    col = store.get_collection("t")  # its encoder is not loaded yet, and must not be: the space decides
+    import latentspace.embed as E
+
+    monkeypatch.setattr(E, "encoder_from_config", lambda *a, **kw: pytest.fail("a model was loaded"))
+    for call in (lambda: add_images(col, ["a"], [np.zeros((8, 8))]),
+                 lambda: search_images(col, image=np.zeros((8, 8)))):
+        with pytest.raises(ls.InvalidInputError, match=r"cannot embed or search images.*--kind clip"):
+            call()
 
 
 def test_bad_images(image_col, tmp_path):

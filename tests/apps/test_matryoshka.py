@@ -53,7 +53,7 @@ def test_funnel_needs_a_truncation_of_the_same_model(store, tiny_encoder, defaul
 
 def test_funnel_recall_on_real_vectors(store, real_docs, default_enc):
     texts, vecs, _, qvecs = real_docs
-    n = 10_000
+    n = 8_000
     f = MatryoshkaFunnel.create(store, "docs", default_enc, 128)
     f.add([f"p{i}" for i in range(n)], texts[:n], vectors=vecs[:n], space=default_enc.spec)
     q = qvecs[:200]
@@ -66,7 +66,8 @@ def test_funnel_recall_on_real_vectors(store, real_docs, default_enc):
 
     funnel = [f.search(vector=v, space=default_enc.spec, k=10, candidates=100) for v in q]
     r_coarse, r_funnel = recall(coarse_only), recall(funnel)
-    assert r_coarse < 0.8 and r_funnel >= 0.9 and r_funnel > r_coarse + 0.2, (r_coarse, r_funnel)
+    # the re-rank closes most of what truncation lost, whatever the data's own coarse recall
+    assert r_funnel >= 0.9 and (1 - r_funnel) <= 0.5 * (1 - r_coarse), (r_coarse, r_funnel)
     # the funnel's scores are the full vectors' cosines
     top = funnel[0][0]
     np.testing.assert_allclose(top.score, float(vecs[int(top.id[1:])] @ q[0]), atol=1e-5)

@@ -73,3 +73,25 @@ def test_bad_input(store, digits_col):
     with pytest.raises(ls.InvalidInputError, match="at least 2"):
         outlier_scores(one)
     assert len(digits_col) == n
+
+
+def test_a_record_s_own_chunks_do_not_make_it_look_ordinary(store, real_docs, default_enc):
+    """Among docstrings, a recipe cut in three chunks: per chunk each has close neighbours (its
+    own chunks) and scores like any other row; per record it is the most unusual one."""
+    from latentspace.ingest import Item, chunk_items, ingest
+
+    texts = real_docs[0][:300]
+    odd = ("Preheat the oven to 200 degrees. Whisk the eggs with the sugar until pale, fold in the flour and the "
+           "melted butter, pour the batter into a buttered tin and bake for twenty-five minutes until golden. ") * 4
+    col = store.create_collection("docs", encoder=default_enc)
+    col.add([f"p{i}" for i in range(len(texts))], documents=texts, vectors=real_docs[1][:300], space=default_enc.spec)
+    ingest(col, chunk_items([Item("odd", odd, {})], 300, 0))
+    chunks = [r.id for r in col.get(where={"source_id": "odd"})]
+    assert len(chunks) >= 3
+    per_record = outlier_scores(col, "knn", k=3)
+    assert per_record.top(1)[0][0] == "odd" and len(per_record.ids) == len(texts) + 1
+    per_chunk = outlier_scores(col, "knn", k=3, unit="chunk")
+    rank = {i: r for r, (i, _, _) in enumerate(per_chunk.top(len(per_chunk.ids)))}
+    assert min(rank[c] for c in chunks) > 50  # its siblings hide it among the ordinary rows
+    lof = outlier_scores(col, "lof", k=3)
+    assert lof.top(1)[0][0] == "odd"

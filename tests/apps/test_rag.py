@@ -42,6 +42,7 @@ def test_the_passage_a_question_was_cut_from_comes_back(docs_col, real_docs):
     rng = np.random.default_rng(3)
     found = 0
     picks = [i for i in rng.choice(len(texts), 400, replace=False) if len(texts[i].split(". ")) >= 3][:30]
+    assert len(picks) >= 20, len(picks)  # the corpus has long paragraphs enough to cut questions from
     for i in picks:
         first, rest = texts[i].split(". ", 1)
         ctx = rag.retrieve_context(docs_col, first, token_budget=2000, k=5)

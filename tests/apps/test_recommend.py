@@ -69,3 +69,32 @@ def test_bad_input(store, digits_col):
     with pytest.raises(ls.NotFoundError):
         recommend(empty, ["a"])
     assert len(digits_col) == n
+
+
+@pytest.mark.parametrize("strategy", ["average", "best_score"])
+def test_per_record_each_record_comes_back_once_and_never_the_examples(store, digits, strategy):
+    """Digits stored as 'records' of four chunks each (four images of one class): asked by one
+    chunk, per record the whole example record is left out and each record is one hit; per chunk
+    the example's own sibling chunks come back first."""
+    import numpy as np
+
+    x, y = digits
+    col = store.create_collection("d", space=ls.SpaceSpec(model="sklearn/digits", dim=64, normalize=False,
+                                                         metric="l2", modality="vector"))
+    order = np.argsort(y, kind="stable")[:1600]  # 160 images per class, grouped four by four
+    ids = [f"r{n // 4}#{n % 4}" for n in range(len(order))]
+    col.add(ids, vectors=x[order], metadatas=[{"source_id": f"r{n // 4}", "chunk": n % 4, "label": int(y[i])}
+                                              for n, i in enumerate(order)])
+    hits = recommend(col, ["r0#0"], k=15, strategy=strategy)
+    records = [h.metadata["source_id"] for h in hits]
+    assert len(hits) == 15 and len(set(records)) == 15 and "r0" not in records
+    assert sum(h.metadata["label"] == y[order[0]] for h in hits) >= 13
+    by_record = recommend(col, ["r0"], k=15, strategy=strategy)  # the record's own id works too
+    assert "r0" not in [h.metadata["source_id"] for h in by_record] and len(by_record) == 15
+    per_chunk = recommend(col, ["r0#0"], k=200, strategy=strategy, unit="chunk")
+    assert {"r0#1", "r0#2", "r0#3"} <= {h.id for h in per_chunk}  # rows as they are: its siblings too
+    assert len({h.metadata["source_id"] for h in per_chunk}) < len(per_chunk)
+    with pytest.raises(ls.InvalidInputError, match="both positive and negative"):
+        recommend(col, ["r0#0"], ["r0#1"], strategy=strategy)
+    with pytest.raises(ls.NotFoundError, match="r999"):
+        recommend(col, ["r999"], strategy=strategy)
