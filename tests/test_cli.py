@@ -346,3 +346,24 @@ def test_ctrl_c_during_ingest_exits_130_and_says_how_to_resume(tmp_path):
         assert len(st.get_collection("docs")) == held >= 32
     again = json.loads(run("ingest", store, "docs", path, "--json").stdout)
     assert again["skipped"] == held and again["added"] == again["chunks"] - held  # resumed where it stopped
+
+
+@pytest.mark.parametrize("columns", [80, 100, 160])
+def test_search_tables_keep_rank_score_and_whole_ids_at_any_width(columns):
+    from rich.console import Console
+
+    from latentspace.cli.common import hits_table
+    from latentspace.collections.hits import Hit
+
+    ids = ["email._header_value_parser.get_bare_quoted_string#3", "x7", "tkinter.ttk.Treeview.selection_toggle"]
+    hits = [Hit(i, 0.9 - n / 10, "A first line that is much longer than any terminal is wide. " * 4,
+                {"package": i.split(".")[0], "n": n}, 0.1, None, None) for n, i in enumerate(ids)]
+    console = Console(width=columns, record=True, force_terminal=False)
+    console.print(hits_table(hits, "search", show=["package"], width=columns))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= columns
+    for n, h in enumerate(hits, start=1):
+        line = next(line for line in text.splitlines() if f" {h.id} " in line)  # whole, on one line
+        assert f" {n} " in line and f"{h.score:.4f}" in line and h.metadata["package"] in line
+    # the document column is what shrinks: it goes last, when nothing of it would fit
+    assert ("first line" in text) == (columns >= 100)

@@ -331,3 +331,14 @@ def test_openai_bad_arguments():
         ls.OpenAICompatibleEncoder("ftp://x", "m", dim=3)
     with pytest.raises(ls.InvalidInputError):
         ls.OpenAICompatibleEncoder("http://127.0.0.1:9", "", dim=3)
+
+
+def test_loading_a_model_prints_no_progress_bars(tiny_bert, tiny_st, capfd):
+    from transformers.utils import logging as tlog
+
+    was = tlog.is_progress_bar_enabled()
+    ls.TransformersEncoder(str(tiny_bert))
+    ls.SentenceTransformerEncoder(str(tiny_st), precision="fp32")
+    out, err = capfd.readouterr()
+    assert "Loading weights" not in out + err and "it/s" not in out + err
+    assert tlog.is_progress_bar_enabled() == was  # the user's own setting is left as it was

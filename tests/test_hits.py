@@ -76,3 +76,20 @@ def test_row_cache_stays_in_its_bound_and_results_stay_right(tmp_path, monkeypat
     assert 0 < storage._row_cache_bytes <= 3_000 and len(storage._row_cache) < 60
     assert storage._row_cache_bytes == sum(collection_storage._entry_bytes(e) for e in storage._row_cache.values())
     st.close()
+
+
+def test_hits_convert_to_a_frame_and_an_arrow_table_in_one_call(store):
+    import numpy as np
+
+    col = store.create_collection("v", space=ls.SpaceSpec(model="test/x", dim=4))
+    col.add(["a", "b", "c"], documents=["one", "two", "three"], vectors=np.eye(4, dtype=np.float32)[:3],
+            metadatas=[{"year": 2020, "id": "shadowed"}, {"year": 2021}, {}])
+    hits = col.search(vector=np.eye(4, dtype=np.float32)[0], k=3)
+    df = ls.hits_to_pandas(hits)
+    assert list(df["id"]) == [h.id for h in hits] and list(df["rank"]) == [1, 2, 3]
+    assert df.loc[0, "score"] == hits[0].score and df.loc[0, "metadata.id"] == "shadowed"
+    assert df.set_index("id").loc["b", "year"] == 2021
+    table = ls.hits_to_arrow(col.search_batch(vectors=np.eye(4, dtype=np.float32)[:2], k=2))
+    assert table.num_rows == 4 and table.column("query").to_pylist() == [0, 0, 1, 1]
+    assert {"id", "score", "distance", "document", "year"} <= set(table.column_names)
+    assert ls.hits_to_pandas([]).empty and ls.hits_to_arrow([]).num_rows == 0

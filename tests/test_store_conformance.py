@@ -285,3 +285,15 @@ def test_threads_share_a_store_safely(backend):
     assert errors == []
     assert len(col) == 100 + 3 * 10 * 15
     assert col.count(where={"t": 1}) == 150
+
+
+def test_a_collection_with_neither_encoder_nor_space_embeds_with_the_default_model(store, default_enc, monkeypatch):
+    import latentspace.embed as E
+
+    monkeypatch.setattr(E, "default_encoder", lambda: default_enc)  # the model loaded once per test run
+    col = store.create_collection("docs")
+    assert col.has_encoder and col.spec.fingerprint == default_enc.spec.fingerprint
+    col.add(["a", "b"], documents=["The cat sat on the mat.", "Stocks fell sharply."])
+    assert col.search("a kitten", k=1)[0].id == "a"
+    with pytest.raises(ls.InvalidInputError, match="not both"):
+        store.create_collection("x", encoder=default_enc, space=default_enc.spec)

@@ -36,7 +36,8 @@ def distance_concentration(x: Any, sample: int = 1000, seed: int = 0, metric: st
         d = 1.0 - g if metric == "cosine" else np.sqrt(np.maximum(sq[qi, None] - 2 * g + sq[None, :], 0.0))
         d[np.arange(len(qi)), qi] = np.nan
         dmin, dmax, dmean = np.nanmin(d, axis=1), np.nanmax(d, axis=1), np.nanmean(d, axis=1)
-        ok = dmin > 0
+        # a duplicate's distance is 0 up to float error (1 - cos of equal vectors ~ 1e-7): not a neighbour
+        ok = dmin > 1e-5 * np.maximum(dmean, 1e-30)
         rc.extend((dmean[ok] / dmin[ok]).tolist())
         ratio.extend((dmin[ok] / dmax[ok]).tolist())
     if not rc:
@@ -136,6 +137,10 @@ class Diagnosis:
     norms: dict[str, float]
     claims_normalized: bool | None = None
     notes: list[str] = field(default_factory=list)
+    #: points (of those analysed) whose vector equals another's; the statistics above are of
+    #: the distinct vectors
+    duplicates: int = 0
+    distinct: int = 0  # the distinct vectors analysed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,7 +166,12 @@ class Diagnosis:
              f"{nm['non_unit_share']:.1%} not of unit norm.",
              bool(self.claims_normalized) and nm["non_unit_share"] > 0),
         ]
+        analysed = self.duplicates + self.distinct
+        out.insert(0, ("exact duplicates", f"{self.duplicates:,} of {analysed:,} points ({self.duplicates / analysed:.1%}) "
+                       "repeat another's vector; every other statistic is of the distinct vectors. Duplicates waste "
+                       "results (k hits of one text): see `latentspace dedup`.", self.duplicates / analysed > 0.01))
         return out
+
 
 
 def diagnose(
@@ -196,6 +206,12 @@ def diagnose(
     sampled = idx is not None or arr.shape[0] < n_total
     if sampled:
         notes.append(f"analysed a random sample of {arr.shape[0]:,} of {n_total:,} points (seed {seed}).")
+    arr, duplicates = _distinct(arr)
+    if duplicates:
+        notes.append(f"{duplicates:,} of {arr.shape[0] + duplicates:,} points are exact duplicates of another; the "
+                     f"statistics are of the {arr.shape[0]:,} distinct vectors (duplicates make nearest distances 0 "
+                     "and contrast meaningless).")
+    arr = points(arr, min_rows=max(k + 2, 22), where="diagnose (distinct vectors)")
     nb = knn(arr, max(k, 20), metric)
     # the intrinsic-dimension estimators need a true metric: Euclidean neighbours
     eu = nb if metric == "euclidean" else knn(arr, 20, "euclidean")
@@ -213,4 +229,14 @@ def diagnose(
         norms=norm_stats(arr),
         claims_normalized=claims,
         notes=notes,
+        duplicates=duplicates,
+        distinct=int(arr.shape[0]),
     )
+
+
+def _distinct(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """The distinct rows of ``x`` (first occurrences, in order) and how many rows repeated one."""
+    rows = np.ascontiguousarray(x).view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel()
+    _, first = np.unique(rows, return_index=True)
+    first.sort()
+    return x[first], x.shape[0] - len(first)

@@ -6,6 +6,8 @@ JavaScript bundled into the file, so it opens offline.
 
 from __future__ import annotations
 
+import json
+
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,12 +91,16 @@ def umap_embedding(x: np.ndarray, dim: int, *, seed: int = 0, metric: str = "euc
 
 
 def project_collection(col, method: Method = "pca", dim: int = 2, *, color_by: str | None = None,
-                       max_points: int = 5000, seed: int = 0, **options: Any) -> Projection:
-    """Project a collection (a seeded sample of ``max_points`` when larger, and say so)."""
+                       max_points: int = 5000, seed: int = 0, where: dict | None = None, **options: Any) -> Projection:
+    """Project a collection, or its records matching ``where`` (a seeded sample of
+    ``max_points`` when more, and say so)."""
     from .vectors import collection_records
 
-    recs, total = collection_records(col, max_points, seed)
-    return project_records(recs, total, method, dim, color_by=color_by, seed=seed, **options)
+    recs, total = collection_records(col, max_points, seed, where)
+    proj = project_records(recs, total, method, dim, color_by=color_by, seed=seed, **options)
+    if where is not None:
+        proj.notes.append(f"records matching {json.dumps(where)}")
+    return proj
 
 
 def project_records(recs: list, total: int, method: Method = "pca", dim: int = 2, *, color_by: str | None = None,
@@ -123,8 +129,30 @@ def as_projection(x: Any, method: Method = "pca", dim: int = 2, *, labels=None, 
     return Projection(project(sample, method, dim, seed=seed, **options), method, None, labels, hover, sampled, notes)
 
 
+#: categories drawn in colours of their own; the rest share one grey "other" group
+PNG_CATEGORIES = 18  # matplotlib's tab20 without its two greys (grey is "other")
+HTML_CATEGORIES = 48
+OTHER_COLOR = "#b0b0b0"
+
+
+def category_groups(labels: list, limit: int) -> list[tuple[str, np.ndarray]]:
+    """Every point in a group: the ``limit`` most frequent categories (largest first, each
+    named with its count), then one "other" group holding the rest, named with how many
+    categories and points it holds. Points without the field are a category of their own."""
+    keys = ["(none)" if v is None else str(v) for v in labels]
+    uniq, inverse, counts = np.unique(np.asarray(keys, dtype=object), return_inverse=True, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    groups = [(f"{uniq[c]} ({counts[c]:,})", np.flatnonzero(inverse == c)) for c in order[:limit]]
+    rest = order[limit:]
+    if len(rest):
+        idx = np.flatnonzero(np.isin(inverse, rest))
+        groups.append((f"other: {len(rest):,} more categories ({len(idx):,} points)", idx))
+    return groups
+
+
 def _title(p: Projection) -> str:
-    return f"{p.method.upper()} projection" + (f" — {p.notes[0]}" if p.notes else "")
+    n = f"{p.coords.shape[0]:,} points"
+    return f"{p.method.upper()} projection of {n}" + (f" — {'; '.join(p.notes)}" if p.notes else "")
 
 
 def to_png(p: Projection, path: str | Path, title: str | None = None) -> Path:
@@ -137,16 +165,19 @@ def to_png(p: Projection, path: str | Path, title: str | None = None) -> Path:
 
     c = p.coords
     three = c.shape[1] == 3
-    fig = plt.figure(figsize=(7, 6), dpi=110)
+    fig = plt.figure(figsize=(9.5, 6) if p.labels is not None else (7, 6), dpi=110)
     ax = fig.add_subplot(projection="3d" if three else None)
     cols = [c[:, 0], c[:, 1]] + ([c[:, 2]] if three else [])
     if p.labels is not None:
-        keys = sorted({str(v) for v in p.labels})
-        cmap = plt.get_cmap("tab10" if len(keys) <= 10 else "tab20")
-        for i, key in enumerate(keys[:20]):
-            m = np.array([str(v) == key for v in p.labels])
-            ax.scatter(*[a[m] for a in cols], s=6, color=cmap(i % cmap.N), label=key, alpha=0.8)
-        ax.legend(markerscale=3, fontsize=8, loc="best")
+        groups = category_groups(p.labels, PNG_CATEGORIES)
+        tab = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+        palette = [tab(i) for i in range(tab.N) if i not in ((7,) if tab.N == 10 else (14, 15))]  # no greys
+        for i, (name, m) in reversed(list(enumerate(groups))):  # "other" drawn first, underneath
+            other = name.startswith("other: ")
+            ax.scatter(*[a[m] for a in cols], s=4 if other else 6, color=OTHER_COLOR if other else palette[i % len(palette)],
+                       label=name, alpha=0.5 if other else 0.8)
+        handles, names = ax.get_legend_handles_labels()
+        ax.legend(handles[::-1], names[::-1], markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     else:
         ax.scatter(*cols, s=6, alpha=0.7)
     ax.set_title(title or _title(p), fontsize=10)
@@ -165,21 +196,21 @@ def to_figure(p: Projection, title: str | None = None):
     go = _require("plotly.graph_objects")
     c = p.coords
     three = c.shape[1] == 3
-    groups = {"all": np.arange(len(c))} if p.labels is None else {}
-    if p.labels is not None:
-        for i, v in enumerate(p.labels):
-            groups.setdefault(str(v), []).append(i)
+    groups = [("all", np.arange(len(c)))] if p.labels is None else category_groups(p.labels, HTML_CATEGORIES)
+    from plotly.colors import qualitative
+
+    palette = qualitative.Dark24 + qualitative.Light24  # 48 distinct colours
     traces = []
-    for name, idx in groups.items():
-        idx = np.asarray(idx)
+    for i, (name, idx) in reversed(list(enumerate(groups))):  # "other" drawn first, underneath
         text = [p.hover[i] for i in idx] if p.hover else None
+        color = OTHER_COLOR if name.startswith("other: ") else palette[i % len(palette)]
         kw = dict(x=c[idx, 0], y=c[idx, 1], mode="markers", name=name, text=text, hoverinfo="text" if text else "x+y",
-                  marker={"size": 4 if three else 6, "opacity": 0.8})
+                  marker={"size": 4 if three else 6, "opacity": 0.8, "color": color})
         traces.append(go.Scatter3d(z=c[idx, 2], **kw) if three else go.Scattergl(**kw) if len(c) > 20000
                       else go.Scatter(**kw))
     fig = go.Figure(traces)
     fig.update_layout(title=title or _title(p), template="plotly_white", height=600,
-                      legend={"itemsizing": "constant"})
+                      legend={"itemsizing": "constant", "traceorder": "reversed"})
     return fig
 
 

@@ -14,13 +14,14 @@ def sample_index(n: int, max_rows: int | None, seed: int) -> np.ndarray | None:
     return np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
 
 
-def collection_records(col, max_rows: int | None, seed: int = 0) -> tuple[list, int]:
-    """(records with vectors, total count): all of them, or a seeded sample of ``max_rows``."""
-    total = len(col)
+def collection_records(col, max_rows: int | None, seed: int = 0, where: dict | None = None) -> tuple[list, int]:
+    """(records with vectors, total count): all of them (those matching ``where``), or a
+    seeded sample of ``max_rows``."""
+    total = len(col) if where is None else col.count(where)
     pick = sample_index(total, max_rows, seed)
     if pick is None:
-        return col.get(include_vectors=True), total
-    ids = [r.id for r in col.get()]
+        return col.get(where=where, include_vectors=True), total
+    ids = [r.id for r in col.get(where=where)]
     return col.get(ids=[ids[i] for i in pick], include_vectors=True), total
 
 

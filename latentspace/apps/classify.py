@@ -42,6 +42,20 @@ def _labelled(col, label_key: str, where: dict | None) -> dict:
 
 
 # -- kNN ------------------------------------------------------------------------------
+def _no_labels(col, label_key: str, where: dict | None, what: str) -> InvalidInputError:
+    """No record carries the label key: say which keys the records do carry."""
+    keys: dict[str, int] = {}
+    for r in col.get(limit=2_000):
+        for key in r.metadata:
+            keys[key] = keys.get(key, 0) + 1
+    present = ", ".join(k for k, _ in sorted(keys.items(), key=lambda kv: -kv[1])[:20]) or "none"
+    return InvalidInputError(
+        f"{what} found no records with metadata {label_key!r} in collection {col.name!r}"
+        f"{' matching the filter' if where else ''}. Metadata keys present: {present}. Name the key that holds the "
+        "labels with label_key= (CLI: --label-key), or label some records first."
+    )
+
+
 def knn_classify(
     col, label_key: str = "label", *, queries: Sequence[str] | None = None, vectors: Any = None,
     space: SpaceSpec | None = None, k: int = 10, where: dict | None = None,
@@ -51,10 +65,7 @@ def knn_classify(
     k = check_int(k, "k", "knn_classify", 1, 1_000)
     filt = _labelled(col, label_key, where)
     if col.count(filt) == 0:
-        raise InvalidInputError(
-            f"knn_classify found no records with metadata {label_key!r} in collection {col.name!r}"
-            f"{' matching the filter' if where else ''}; label some records first."
-        )
+        raise _no_labels(col, label_key, where, "knn_classify")
     if queries is not None:
         results = col.search_batch(queries, k=k, where=filt)
     else:
@@ -91,6 +102,8 @@ class LinearProbe:
         from sklearn.linear_model import LogisticRegression
 
         rec = record_arrays(col, _labelled(col, self.label_key, where))
+        if not len(rec):
+            raise _no_labels(col, self.label_key, where, "LinearProbe.fit")
         require_records(rec, col, f"LinearProbe.fit (records with metadata {self.label_key!r})", at_least=2)
         y = [m[self.label_key] for m in rec.metadatas]
         kinds = {type(v) for v in y}

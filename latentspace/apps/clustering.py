@@ -3,8 +3,10 @@
 Each cluster is described by its top c-TF-IDF terms (the class-based TF-IDF of BERTopic:
 a term's frequency in the cluster's documents times ``log(1 + A / f_t)``, with ``A`` the
 average number of words per cluster and ``f_t`` the term's frequency over all clusters)
-and by its most central records (nearest the cluster's mean). Cluster ids can be written
-back to each record's metadata.
+and by its most central records (nearest the cluster's mean). Words frequent in every
+cluster (boilerplate such as "package, contains, provides" in software descriptions:
+in at least ``COMMON_SHARE`` of the documents of each cluster) describe none of them and
+are left out. Cluster ids can be written back to each record's metadata.
 
 HDBSCAN runs on the features directly up to ``GRAPH_ABOVE`` records; above, on the
 collection's symmetrised k-nearest-neighbour graph (from its HNSW index) as a sparse
@@ -27,6 +29,10 @@ Method = Literal["kmeans", "hdbscan"]
 #: HDBSCAN switches from raw features to the sparse neighbour graph above this many records
 GRAPH_ABOVE = 5_000
 NOISE = -1
+#: a term in at least this share of the documents of every cluster names none of them
+COMMON_SHARE = 0.1
+#: HDBSCAN putting more than this share of the records in one cluster has found no structure
+DOMINANT_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class Clustering:
     labels: np.ndarray
     clusters: list[Cluster]
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what the user should know about the result
 
     @property
     def noise(self) -> int:
@@ -61,7 +68,7 @@ class Clustering:
 
     def to_dict(self) -> dict:
         return {"method": self.method, "records": len(self.ids), "clusters": [c.to_dict() for c in self.clusters],
-                "noise": self.noise, "seconds": round(self.seconds, 3)}
+                "noise": self.noise, "notes": self.notes, "seconds": round(self.seconds, 3)}
 
 
 def cluster(
@@ -117,7 +124,22 @@ def cluster(
     clusters = describe(rec, labels, n_terms=n_terms, n_central=n_central)
     if write_to is not None:
         write_metadata(col, rec, labels, write_to)
-    return Clustering(method, rec.ids, labels, clusters, time.perf_counter() - t0)
+    notes = _notes(method, clusters, labels, n, reduce_dim)
+    return Clustering(method, rec.ids, labels, clusters, time.perf_counter() - t0, notes)
+
+
+def _notes(method: str, clusters: list[Cluster], labels: np.ndarray, n: int, reduce_dim: int | None) -> list[str]:
+    notes = []
+    if method != "hdbscan":
+        return notes
+    hint = " Map the vectors to a few dimensions first: reduce_dim=5 (CLI: --reduce-dim 5)." if reduce_dim is None else ""
+    if clusters and clusters[0].size > DOMINANT_SHARE * n:
+        notes.append(f"HDBSCAN put {clusters[0].size / n:.0%} of the records in one cluster ({clusters[0].size:,} of "
+                     f"{n:,}): it found little structure at this density.{hint}")
+    noise = int((labels == NOISE).sum())
+    if noise > 0.5 * n:
+        notes.append(f"HDBSCAN called {noise / n:.0%} of the records noise.{hint}")
+    return notes
 
 
 def _kmeans(x: np.ndarray, k: int, seed: int, metric: str) -> np.ndarray:
@@ -168,24 +190,29 @@ def describe(rec: RecordArrays, labels: np.ndarray, *, n_terms: int = 8, n_centr
 def _ctfidf_terms(documents: list, labels: np.ndarray, found: list[int], n_terms: int) -> list[list[str]]:
     if n_terms == 0 or not any(documents):
         return [[] for _ in found]
+    from scipy.sparse import csr_matrix
     from sklearn.feature_extraction.text import CountVectorizer
 
-    parts: dict[int, list[str]] = {c: [] for c in found}
-    for d, lab in zip(documents, labels.tolist()):  # one pass, not one per cluster
-        if d and lab in parts:
-            parts[lab].append(d)
-    joined = [" ".join(parts[c]) for c in found]
+    pos = {c: j for j, c in enumerate(found)}
+    keep = [i for i, (d, lab) in enumerate(zip(documents, labels.tolist())) if d and lab in pos]
     try:
         vec = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9_]+\b")
-        counts = vec.fit_transform(joined).astype(np.float64)
+        doc_counts = vec.fit_transform([documents[i] for i in keep]).astype(np.float64)
     except ValueError:  # no usable words at all (only stop words, digits)
         return [[] for _ in found]
+    member = csr_matrix((np.ones(len(keep)), ([pos[int(labels[i])] for i in keep], np.arange(len(keep)))),
+                        shape=(len(found), len(keep)))
+    counts = (member @ doc_counts).tocsr()  # term counts per cluster: one pass over the documents
     words = vec.get_feature_names_out()
     per_class = np.asarray(counts.sum(axis=1)).ravel()
     tf = counts.multiply(1.0 / np.maximum(per_class, 1)[:, None]).tocsr()
     f_t = np.asarray(counts.sum(axis=0)).ravel()
     avg = per_class.mean()
     scores = tf.multiply(np.log1p(avg / np.maximum(f_t, 1))[None, :]).toarray()
+    if len(found) >= 2:  # words frequent in every cluster describe none of them
+        docs_with = (member @ (doc_counts > 0).astype(np.float64)).toarray()
+        share = docs_with / np.maximum(np.asarray(member.sum(axis=1)), 1)
+        scores[:, share.min(axis=0) >= COMMON_SHARE] = 0.0
     out = []
     for row in scores:
         top = np.argsort(-row, kind="stable")[:n_terms]

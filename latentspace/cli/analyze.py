@@ -118,19 +118,24 @@ def project_cmd(
     color_by: Optional[str] = typer.Option(None, help="Metadata field that colours the points."),
     max_points: int = typer.Option(5000, help="Sample this many points (seeded) when there are more."),
     seed: int = typer.Option(0),
+    where: Optional[str] = typer.Option(None, help='Only records matching this metadata filter (JSON).'),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Project to 2-D or 3-D and draw it (PNG, or interactive HTML that opens offline)."""
     from ..analysis.projection import as_projection, project_collection, to_html, to_png
-    from .common import console, emit_json
+    from .common import console, emit_json, parse_json_option
 
     if output.suffix not in (".png", ".html"):
         raise InvalidInputError(f"--output must end in .png or .html; got {output.name!r}.")
+    filt = parse_json_option(where, "--where")
     space, store = load_space(source, collection)
     try:
         if store is not None:
-            proj = project_collection(space, method, dim, color_by=color_by, max_points=max_points, seed=seed)
+            proj = project_collection(space, method, dim, color_by=color_by, max_points=max_points, seed=seed,
+                                      where=filt)
         else:
+            if filt is not None:
+                raise InvalidInputError("--where filters a collection's records; a .npy file has no metadata.")
             proj = as_projection(space, method, dim, max_points=max_points, seed=seed)
     finally:
         if store is not None:
@@ -140,7 +145,7 @@ def project_cmd(
         emit_json({"output": str(path), "points": int(proj.coords.shape[0]), "sampled": proj.sampled,
                    "notes": proj.notes})
     else:
-        console.print(f"Wrote {path} ({proj.coords.shape[0]:,} points{'; ' + proj.notes[0] if proj.notes else ''}).")
+        console.print(f"Wrote {path} ({proj.coords.shape[0]:,} points{'; ' + '; '.join(proj.notes) if proj.notes else ''}).")
 
 
 @analyze_app.command("layers")

@@ -384,6 +384,7 @@ def search_cmd(
     where: Optional[str] = typer.Option(None, help='Metadata filter as JSON, e.g. \'{"year": {"$gte": 2020}}\'.'),
     mode: str = typer.Option("vector", help="vector, exact, keyword or hybrid."),
     alpha: float = typer.Option(0.5, help="Hybrid: weight of the vector side (0..1)."),
+    show: list[str] = typer.Option([], "--show", help="Metadata field to show as a column (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Search a collection by text."""
@@ -394,7 +395,7 @@ def search_cmd(
     if as_json:
         emit_json([h.to_dict() for h in hits])
     else:
-        console.print(hits_table(hits, f"{mode} search in {collection}: {query!r}"))
+        console.print(hits_table(hits, f"{mode} search in {collection}: {query!r}", show))
 
 
 @app.command("update")

@@ -146,6 +146,8 @@ def cluster_cmd(
         table.add_row(str(c.label), str(c.size), ", ".join(c.terms), first_line(c.central_documents[0]) if
                       c.central_documents else "")
     console.print(table)
+    for note in res.notes:
+        console.print(f"[yellow]note:[/] {note}")
     if write_to:
         console.print(f"Cluster ids written to metadata[{write_to!r}].")
 

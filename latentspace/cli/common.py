@@ -44,15 +44,34 @@ def first_line(text: str | None, width: int = 90) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def hits_table(hits, title: str) -> Table:
+def hits_table(hits, title: str, show: list[str] | tuple[str, ...] = (), width: int | None = None) -> Table:
+    """Rank, id and score always whole (ids are what users pass on, e.g. to ``recommend``);
+    ``show`` adds metadata columns; the document's first line gets what width is left."""
+    width = width or console.width
+    cells = [[str(i), h.id, f"{h.score:.4f}", *(_cell(h.metadata.get(f)) for f in show)]
+             for i, h in enumerate(hits, start=1)]
+    heads = ["#", "id", "score", *show]
+    fixed = [max([len(heads[c])] + [len(row[c]) for row in cells]) for c in range(len(heads))]
+    # a heavy-headed box costs 3 characters per column and one more at the edge
+    left = width - sum(fixed) - 3 * (len(heads) + 1) - 1
     table = Table(title=title, title_justify="left", expand=False)
-    table.add_column("#", justify="right", style="dim", no_wrap=True, min_width=2)
-    table.add_column("id", style="cyan", overflow="ellipsis", no_wrap=True, min_width=16, max_width=44)
-    table.add_column("score", justify="right", no_wrap=True, min_width=7)
-    table.add_column("first line", overflow="ellipsis", no_wrap=True, min_width=20, max_width=90)
-    for i, h in enumerate(hits, start=1):
-        table.add_row(str(i), h.id, f"{h.score:.4f}", first_line(h.document))
+    table.add_column("#", justify="right", style="dim", no_wrap=True, width=fixed[0])
+    table.add_column("id", style="cyan", overflow="fold", min_width=min(fixed[1], max(width // 3, 8)))
+    table.add_column("score", justify="right", no_wrap=True, width=fixed[2])
+    for n, f in enumerate(show):
+        table.add_column(f, overflow="ellipsis", no_wrap=True, width=fixed[3 + n])
+    if left >= 8:
+        table.add_column("first line", overflow="ellipsis", no_wrap=True, width=min(left, 90))
+    for row, h in zip(cells, hits):
+        table.add_row(*row, *([first_line(h.document, min(left, 90))] if left >= 8 else []))
     return table
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 30 else text[:29] + "…"
 
 
 def open_existing_store(path: Path):

@@ -28,7 +28,7 @@ from ..core.validation import (
 )
 from ..storage.filters import compile_where
 from ..storage.index import to_scores
-from .fusion import reciprocal_rank_fusion
+from .fusion import DEFAULT_FUSION, FUSIONS, Fusion, fuse
 from .hits import Hit, Record, make_hits
 
 if TYPE_CHECKING:
@@ -309,12 +309,16 @@ class Collection:
         alpha: float = 0.5,
         ef: int | None = None,
         include_vectors: bool = False,
+        fusion: Fusion = DEFAULT_FUSION,
     ) -> list[Hit]:
-        """Search by text or by a vector. ``mode``: vector (ANN), exact, keyword (BM25) or hybrid (RRF).
+        """Search by text or by a vector. ``mode``: vector (ANN), exact, keyword (BM25) or hybrid.
 
-        ``alpha`` weighs the vector side in hybrid fusion (1.0 = vector only, 0.0 = keyword only).
+        Hybrid search fuses the vector and keyword lists with ``fusion`` (``"rrf"``: reciprocal
+        rank fusion; ``"convex"``: min-max scaled scores; the default was measured, see
+        ``bench/hybrid.py``); ``alpha`` weighs the vector side (1.0 = vector only, 0.0 =
+        keyword only).
         """
-        if vector is not None and where is None and mode == "vector" and not include_vectors:
+        if vector is not None and where is None and mode == "vector" and not include_vectors and fusion in FUSIONS:
             with self.store._lock:
                 fast = self._search_fast(vector, space, k, ef, alpha)
             if fast is not None:
@@ -324,12 +328,12 @@ class Collection:
             if getattr(arr, "ndim", 1) != 1:
                 raise InvalidInputError("search(vector=...) takes one vector (1-D); use search_batch for several.")
             return self.search_batch(None, vectors=[vector], space=space, k=k, where=where, mode=mode, alpha=alpha,
-                                     ef=ef, include_vectors=include_vectors)[0]
+                                     ef=ef, include_vectors=include_vectors, fusion=fusion)[0]
         if query is None:
             raise InvalidInputError("search needs a query text or vector=.")
         check_query_text(query)
         return self.search_batch([query], k=k, where=where, mode=mode, alpha=alpha, ef=ef,
-                                 include_vectors=include_vectors)[0]
+                                 include_vectors=include_vectors, fusion=fusion)[0]
 
     def _search_fast(self, vector, space, k, ef, alpha=0.5) -> list[Hit] | None:
         """The common case, one float32 vector and no filter, with the same checks done lean.
@@ -374,10 +378,12 @@ class Collection:
         alpha: float = 0.5,
         ef: int | None = None,
         include_vectors: bool = False,
+        fusion: Fusion = DEFAULT_FUSION,
     ) -> list[list[Hit]]:
         """Several searches at once, with the options of :meth:`search`."""
         k = check_k(k)
         check_choice(mode, "mode", "search", MODES)
+        check_choice(fusion, "fusion", "search", FUSIONS)
         alpha = check_float(alpha, "alpha", "search", 0.0, 1.0)
         if ef is not None:
             ef = check_int(ef, "ef", "search", 1, 100_000)
@@ -400,21 +406,19 @@ class Collection:
         elif mode != "keyword":
             qvecs = self.encoder.encode_queries(texts)
         with self.store._lock:  # one thread at a time on the connection and the index
-            return self._retrieve(texts, qvecs, k, where, mode, alpha, ef, include_vectors)
+            return self._retrieve(texts, qvecs, k, where, mode, alpha, ef, include_vectors, fusion)
 
-    def _retrieve(self, texts, qvecs, k, where, mode, alpha, ef, include_vectors) -> list[list[Hit]]:
+    def _retrieve(self, texts, qvecs, k, where, mode, alpha, ef, include_vectors, fusion) -> list[list[Hit]]:
         if mode == "keyword":
             results = [[(rid, s, None, None) for rid, s in self._storage.keyword(t, k, where)] for t in texts]
         elif mode == "hybrid":
             depth = min(MAX_K, max(3 * k, 50))
             vec_lists = self._vector_results(qvecs, depth, where, exact=False, ef=ef)
             results = []
+            base = 0.0 if self.spec.metric == "l2" else 1.0  # vector score: -distance for l2, similarity otherwise
             for t, vlist in zip(texts, vec_lists):
                 klist = self._storage.keyword(t, depth, where)
-                fused = reciprocal_rank_fusion(
-                    {"vector": [r for r, _ in vlist], "keyword": [r for r, _ in klist]},
-                    {"vector": alpha, "keyword": 1.0 - alpha},
-                )
+                fused = fuse({"vector": [(r, base - d) for r, d in vlist], "keyword": klist}, alpha, fusion)
                 dist = dict(vlist)
                 results.append([(rid, score, dist.get(rid), ranks) for rid, score, ranks in fused[:k]])
         else:

@@ -69,6 +69,50 @@ class Record:
         return out
 
 
+HIT_COLUMNS = ("query", "rank", "id", "score", "distance", "document")
+
+
+def hit_rows(hits) -> list[dict[str, Any]]:
+    """One flat row per hit: query number (for a batch), 1-based rank, id, score, distance,
+    document, then each metadata key as a column of its own (``metadata.<key>`` where a key
+    would shadow one of those)."""
+    batches = hits if hits and isinstance(hits[0], list) else [hits]
+    rows = []
+    for q, result in enumerate(batches):
+        for rank, h in enumerate(result, start=1):
+            row = {"query": q, "rank": rank, "id": h.id, "score": h.score, "distance": h.distance,
+                   "document": h.document}
+            for key, value in (h.metadata or {}).items():
+                row[f"metadata.{key}" if key in HIT_COLUMNS else key] = value
+            rows.append(row)
+    return rows
+
+
+def hits_to_arrow(hits):
+    """A search result (or a batch of them) as a ``pyarrow.Table``, one row per hit."""
+    from ..core.errors import BackendUnavailableError
+
+    try:
+        import pyarrow as pa
+    except ImportError:
+        raise BackendUnavailableError("hits_to_arrow needs pyarrow: pip install 'latentspace[dataframe]'") from None
+    rows = hit_rows(hits)
+    names = list(dict.fromkeys(k for row in rows for k in row)) or list(HIT_COLUMNS)
+    return pa.Table.from_pylist(rows, schema=None) if rows else pa.table({n: [] for n in names})
+
+
+def hits_to_pandas(hits):
+    """A search result (or a batch of them) as a ``pandas.DataFrame``, one row per hit."""
+    from ..core.errors import BackendUnavailableError
+
+    try:
+        import pandas as pd
+    except ImportError:
+        raise BackendUnavailableError("hits_to_pandas needs pandas: pip install 'latentspace[dataframe]'") from None
+    rows = hit_rows(hits)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(HIT_COLUMNS))
+
+
 def distances(hits: list[Hit]) -> list[float | None]:
     """The distances of a result list, in order."""
     return [h.distance for h in hits]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from pathlib import Path
@@ -93,3 +94,24 @@ def pick_device(device: str | None) -> str:
     if device:
         return device
     return "cpu"
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """transformers' per-load progress bars ("Loading weights") and notices, off while a model
+    loads (restored after: the user's own settings are theirs)."""
+    try:
+        from transformers.utils import logging as tlog
+    except ImportError:
+        yield
+        return
+    was_bars = tlog.is_progress_bar_enabled()
+    verbosity = tlog.get_verbosity()
+    tlog.disable_progress_bar()
+    tlog.set_verbosity_error()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(verbosity)
+        if was_bars:
+            tlog.enable_progress_bar()

@@ -90,13 +90,14 @@ class CLIPEncoder(Encoder):
         local = _loading.is_local(model)
         source, weights_sha = _loading.locate(model)
         try:
-            self.model = tf.CLIPModel.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code,
-                                                      use_safetensors=True)
-            self.tokenizer = tf.AutoTokenizer.from_pretrained(source, revision=revision,
-                                                              trust_remote_code=trust_remote_code)
-            # the PIL backend: the default one wants torchvision, which we do not install
-            processor_cls = getattr(tf, "CLIPImageProcessorPil", None) or tf.CLIPImageProcessor
-            self.image_processor = processor_cls.from_pretrained(source, revision=revision)
+            with _loading.quiet_loading():
+                self.model = tf.CLIPModel.from_pretrained(source, revision=revision,
+                                                          trust_remote_code=trust_remote_code, use_safetensors=True)
+                self.tokenizer = tf.AutoTokenizer.from_pretrained(source, revision=revision,
+                                                                  trust_remote_code=trust_remote_code)
+                # the PIL backend: the default one wants torchvision, which we do not install
+                processor_cls = getattr(tf, "CLIPImageProcessorPil", None) or tf.CLIPImageProcessor
+                self.image_processor = processor_cls.from_pretrained(source, revision=revision)
         except Exception as exc:
             raise ModelLoadError(f"Could not load CLIP model {model!r}: {exc}") from exc
         self.model.eval().to(self.device)

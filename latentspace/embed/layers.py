@@ -32,8 +32,9 @@ def _load(model: str | None, trust_remote_code: bool):
             _loading.local_weights(Path(model).expanduser())
         source, name = str(model), str(model)
     try:
-        tok = tf.AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        net = tf.AutoModel.from_pretrained(source, trust_remote_code=trust_remote_code, use_safetensors=True)
+        with _loading.quiet_loading():
+            tok = tf.AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+            net = tf.AutoModel.from_pretrained(source, trust_remote_code=trust_remote_code, use_safetensors=True)
     except Exception as exc:
         raise ModelLoadError(f"Could not load {name!r} for layer analysis: {exc}") from exc
     return tok, net.eval(), name

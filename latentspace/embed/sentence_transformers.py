@@ -172,7 +172,7 @@ class SentenceTransformerEncoder(Encoder):
         model = opts["model"]
         local = _loading.is_local(model)
         try:
-            with _quiet_loading():
+            with _loading.quiet_loading():
                 loaded = st.SentenceTransformer(
                     str(Path(model).expanduser()) if local else model,
                     device=self.device,
@@ -300,31 +300,6 @@ def _facts(model) -> dict[str, Any]:
         "do_lower_case": do_lower_case,
         "pad_id": int(getattr(tok, "pad_token_id", None) or 0),
     }
-
-
-def _quiet_loading():
-    """transformers' and the hub's per-load progress bars and notices, off for this call only."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def quiet():
-        try:
-            from transformers.utils import logging as tlog
-        except ImportError:  # pragma: no cover - sentence-transformers needs transformers
-            yield
-            return
-        was_bars = tlog.is_progress_bar_enabled()
-        verbosity = tlog.get_verbosity()
-        tlog.disable_progress_bar()
-        tlog.set_verbosity_error()
-        try:
-            yield
-        finally:
-            tlog.set_verbosity(verbosity)
-            if was_bars:
-                tlog.enable_progress_bar()
-
-    return quiet()
 
 
 def _pooling_mode(module) -> str | None:

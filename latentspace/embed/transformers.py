@@ -52,10 +52,12 @@ class TransformersEncoder(Encoder):
         local = _loading.is_local(model)
         source, weights_sha = _loading.locate(model)
         try:
-            self.tokenizer = tf.AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
-            self.model = tf.AutoModel.from_pretrained(
-                source, revision=revision, trust_remote_code=trust_remote_code, use_safetensors=True
-            )
+            with _loading.quiet_loading():
+                self.tokenizer = tf.AutoTokenizer.from_pretrained(source, revision=revision,
+                                                                  trust_remote_code=trust_remote_code)
+                self.model = tf.AutoModel.from_pretrained(
+                    source, revision=revision, trust_remote_code=trust_remote_code, use_safetensors=True
+                )
         except Exception as exc:
             raise ModelLoadError(f"Could not load transformers model {model!r}: {exc}") from exc
         self.model.eval().to(self.device)

@@ -214,16 +214,21 @@ class Store:
         hnsw: HnswParams | dict | None = None,
         metadata: dict | None = None,
     ) -> Collection:
-        """Create a collection bound to one space: an encoder's, or a SpaceSpec for your own vectors."""
+        """Create a collection bound to one space: an encoder's, or a SpaceSpec for your own vectors.
+        With neither, the default encoder's (all-MiniLM-L6-v2)."""
         from ..collections.collection import Collection  # noqa: F401  (the return annotation)
 
         if not (isinstance(name, str) and name.startswith("~")):  # the store's own: shadows, retired spaces
             check_name(name)
-        if (encoder is None) == (space is None):
+        if encoder is not None and space is not None:
             raise InvalidInputError(
-                "create_collection needs exactly one of encoder= (embed documents with it) or space= (a SpaceSpec "
-                "for vectors you bring)."
+                "create_collection takes encoder= (embed documents with it) or space= (a SpaceSpec for vectors you "
+                "bring), not both."
             )
+        if encoder is None and space is None:
+            from ..embed import default_encoder
+
+            encoder = default_encoder()
         if metric is not None:
             check_choice(metric, "metric", "create_collection", METRICS)
         if space is not None and not isinstance(space, SpaceSpec):

@@ -99,3 +99,20 @@ def test_bad_inputs(bad):
 def test_too_few_points_for_k():
     with pytest.raises(ls.InvalidInputError, match="at least"):
         hubness(rng.normal(size=(5, 3)), k=10)
+
+
+def test_exact_duplicates_are_counted_and_left_out_of_the_statistics(real_docs):
+    """Real MiniLM vectors with a fifth of them repeated: before, 1 - cos of equal vectors (~1e-7,
+    not 0) made the relative contrast explode; now the duplicates are counted, said, and the
+    statistics are those of the distinct vectors."""
+    x = real_docs[1][:2000]
+    with_dups = np.vstack([x, x[:400]])
+    d = diagnose(with_dups, metric="cosine")
+    clean = diagnose(x, metric="cosine")
+    assert d.duplicates == 400 and d.distinct == 2000 and clean.duplicates == 0
+    assert d.concentration == clean.concentration and d.hubness == clean.hubness
+    assert clean.concentration["relative_contrast"] < 10  # an ordinary value for real text vectors
+    assert any("400 of 2,400 points are exact duplicates" in n for n in d.notes)
+    name, text, concern = d.findings()[0]
+    assert name == "exact duplicates" and concern and "16.7%" in text
+    assert not clean.findings()[0][2]

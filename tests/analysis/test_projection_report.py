@@ -119,3 +119,41 @@ def test_report_renders_in_chromium_with_no_console_errors(tmp_path, digits):
     assert dom.count('class="main-svg"') >= 1  # plotly drew the projection
     assert len(re.findall(r'class="point"', dom)) >= 900  # with its points
     st.close()
+
+
+def test_many_categories_draw_every_point_and_say_what_was_grouped(tmp_path, store):
+    """300 points in 60 categories of unequal size: PNG and HTML draw all 300, the largest
+    categories in colours of their own, the rest as one grey group whose name says what it holds."""
+    from latentspace.analysis.projection import HTML_CATEGORIES, PNG_CATEGORIES, category_groups, to_figure
+
+    rng = np.random.default_rng(0)
+    sizes = np.arange(60, 0, -1)
+    labels = [f"pkg{c}" for c in rng.permutation(np.repeat(np.arange(60), sizes * 300 // sizes.sum() + 1))][:300]
+    groups = category_groups(labels + [None], PNG_CATEGORIES)
+    covered = np.sort(np.concatenate([idx for _, idx in groups]))
+    assert covered.tolist() == list(range(301))  # every point, once
+    assert len(groups) == PNG_CATEGORIES + 1 and groups[-1][0].startswith("other: ")
+    counts = [len(idx) for _, idx in groups[:-1]]
+    assert counts == sorted(counts, reverse=True) and groups[0][0].endswith(f"({counts[0]:,})")
+    rest = len({v for v in labels}) + 1 - PNG_CATEGORIES
+    assert groups[-1][0] == f"other: {rest} more categories ({len(groups[-1][1]):,} points)"
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    col = store.create_collection("v", space=ls.SpaceSpec(model="test/x", dim=8, normalize=False, modality="vector"))
+    col.add([f"i{i}" for i in range(300)], vectors=x, metadatas=[{"pkg": v, "odd": i % 2} for i, v in enumerate(labels)])
+    from latentspace.analysis.projection import project_collection
+
+    p = project_collection(col, "pca", color_by="pkg")
+    fig = to_figure(p)
+    assert sum(len(t.x) for t in fig.data) == 300 and len(fig.data) == HTML_CATEGORIES + 1
+    grey = [t for t in fig.data if t.name.startswith("other: ")]
+    assert all(t.marker.color == "#b0b0b0" for t in grey)
+    assert len({t.marker.color for t in fig.data if not t.name.startswith("other: ")}) == len(fig.data) - len(grey)
+    assert to_png(p, tmp_path / "p.png").stat().st_size > 10_000
+    only = project_collection(col, "pca", where={"odd": 1})
+    assert only.coords.shape[0] == 150 and "matching" in only.notes[-1] and "150 points" in _title_of(only)
+
+
+def _title_of(p):
+    from latentspace.analysis.projection import _title
+
+    return _title(p)

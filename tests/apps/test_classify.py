@@ -35,8 +35,14 @@ def test_knn_refuses_vectors_of_another_space(digits_col):
 
 
 def test_knn_with_no_labelled_records(digits_col):
-    with pytest.raises(ls.InvalidInputError, match="no records with metadata 'topic'"):
+    with pytest.raises(ls.InvalidInputError, match=r"no records with metadata 'topic'.*keys present: label, split.*"
+                                                   r"--label-key"):
         knn_classify(digits_col, "topic", vectors=np.zeros((1, 64), np.float32), space=DIGITS_SPACE)
+
+
+def test_probe_without_labels_names_the_keys_present(digits_col):
+    with pytest.raises(ls.InvalidInputError, match=r"LinearProbe.fit found no records.*keys present: label, split"):
+        LinearProbe("topic").fit(digits_col)
 
 
 def test_probe_fits_saves_and_loads_without_pickle(digits_col, tmp_path):

@@ -120,3 +120,35 @@ def test_umap_reduction_before_hdbscan_finds_more_of_the_digits(digits_col):
     assert nmi(digits_col, km) >= 0.65
     with pytest.raises(ls.InvalidInputError, match="reduce_dim"):
         C.cluster(digits_col, reduce_dim=1)
+
+
+def test_words_in_every_cluster_are_no_cluster_s_terms(store):
+    """Boilerplate words frequent in every cluster ("package provides contains") are left out;
+    a topic word is kept even where it also appears once in another cluster."""
+    rng = np.random.default_rng(1)
+    topics = {"socket": "socket connection network host port", "json": "json decode encode object string",
+              "sqlite": "sqlite database table query cursor"}
+    docs, vecs = [], []
+    centres = rng.normal(size=(3, 16))
+    for t, words in enumerate(topics.values()):
+        for i in range(40):
+            docs.append(" ".join(rng.choice(words.split(), 6)) + " this package provides and contains"
+                        + (" socket" if i == 0 else ""))
+            vecs.append(centres[t] + 0.05 * rng.normal(size=16))
+    col = store.create_collection("t", space=ls.SpaceSpec(model="test/x", dim=16, normalize=False, metric="l2"))
+    col.add([f"r{i}" for i in range(len(docs))], documents=docs, vectors=np.asarray(vecs, dtype=np.float32))
+    res = C.cluster(col, "kmeans", n_clusters=3, n_terms=5)
+    every = {t for c in res.clusters for t in c.terms}
+    assert not every & {"package", "provides", "contains"}
+    assert any("socket" in c.terms for c in res.clusters)
+
+
+def test_hdbscan_that_finds_one_big_cluster_says_so(store):
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(size=(300, 8)), 8 + rng.normal(size=(20, 8))]).astype(np.float32)
+    col = store.create_collection("b", space=ls.SpaceSpec(model="test/x", dim=8, normalize=False, metric="l2"))
+    col.add([f"r{i}" for i in range(len(x))], vectors=x)
+    res = C.cluster(col, "hdbscan", min_cluster_size=15)
+    assert res.clusters[0].size > 0.8 * len(x)
+    assert any("one cluster" in n and "--reduce-dim" in n for n in res.notes) and "notes" in res.to_dict()
+    assert C.cluster(col, "kmeans", n_clusters=2).notes == []
