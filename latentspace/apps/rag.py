@@ -70,10 +70,16 @@ class Context:
                 "sources": [s.to_dict() for s in self.sources], "skipped": self.skipped}
 
 
+#: cosine at which a candidate repeats a picked passage
+REPEAT = 0.999
+
+
 def mmr_order(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) -> list[int]:
     """Maximal marginal relevance: repeatedly pick ``argmax lam * rel - (1 - lam) * max_sim_to_picked``.
 
     ``relevance`` is scaled to [0, 1]; similarity is cosine between the candidates' vectors.
+    A candidate that repeats a picked one (cosine >= ``REPEAT``) adds nothing and is taken
+    only when nothing else is left, whatever the spread of the relevance scores.
     """
     n = len(relevance)
     if n == 0:
@@ -87,7 +93,8 @@ def mmr_order(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) ->
     free = np.ones(n, dtype=bool)
     for _ in range(min(k, n)):
         penalty = np.where(np.isfinite(max_sim), max_sim, 0.0)
-        score = np.where(free, lam * rel - (1 - lam) * penalty, -np.inf)
+        fresh = free & (max_sim < REPEAT) if lam < 1.0 else free
+        score = np.where(fresh if fresh.any() else free, lam * rel - (1 - lam) * penalty, -np.inf)
         i = int(np.argmax(score))
         picked.append(i)
         free[i] = False
