@@ -42,3 +42,25 @@ def split() -> tuple[list[dict], list[dict]]:
     base = [r for i, r in enumerate(all_rows) if i not in q_idx]
     queries = [r for i, r in enumerate(all_rows) if i in q_idx]
     return base, queries
+
+
+def topics(per_topic: int) -> tuple[list[str], list[str], dict[str, str]]:
+    """(texts, labels, descriptions): the first ``per_topic`` base paragraphs of each package in
+    :data:`latentspace.data.topics.TOPICS`, labelled by their package."""
+    from latentspace.data.topics import TOPICS
+
+    texts, labels, count = [], [], {}
+    for r in split()[0]:
+        p = r["package"]
+        if p in TOPICS and count.get(p, 0) < per_topic:
+            count[p] = count.get(p, 0) + 1
+            texts.append(r["text"])
+            labels.append(p)
+    return texts, labels, dict(TOPICS)
+
+
+def spread(n: int) -> list[dict]:
+    """``n`` base paragraphs spread evenly over the corpus (every module's share)."""
+    base = split()[0]
+    step = len(base) / n
+    return [base[int(i * step)] for i in range(n)]

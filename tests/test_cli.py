@@ -18,13 +18,13 @@ from .cli_runner import run, run_process
 
 @pytest.fixture(scope="module")
 def docs_jsonl(tmp_path_factory):
-    from latentspace.data import docstring_items
+    from .corpus import spread
 
-    items = docstring_items(limit=120)
+    items = spread(120)  # the committed corpus: the same paragraphs on every machine
     path = tmp_path_factory.mktemp("data") / "docs.jsonl"
     with open(path, "w") as f:
         for it in items:
-            f.write(json.dumps({"id": it.id, "text": it.text, **it.metadata}) + "\n")
+            f.write(json.dumps(it) + "\n")
     return path, items
 
 
@@ -316,11 +316,10 @@ def test_ctrl_c_during_ingest_exits_130_and_says_how_to_resume(tmp_path):
     import sys
     import time
 
-    from latentspace.data import docstring_items
+    from .corpus import spread
 
     path = tmp_path / "docs.jsonl"
-    items = docstring_items(limit=600)
-    path.write_text("".join(json.dumps({"id": it.id, "text": it.text}) + "\n" for it in items))
+    path.write_text("".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in spread(600)))
     store = tmp_path / "store"
     proc = subprocess.Popen([sys.executable, "-m", "latentspace.cli.app", "ingest", str(store), "docs", str(path),
                              "--batch-size", "32"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -28,9 +28,9 @@ def digits_store(tmp_path_factory, digits):
 
 @pytest.fixture(scope="module")
 def text_store(tmp_path_factory, default_enc):
-    from latentspace.data.topics import topic_texts
+    from .corpus import topics
 
-    texts, labels, _ = topic_texts(25)
+    texts, labels, _ = topics(25)
     path = tmp_path_factory.mktemp("cli-apps") / "text"
     with ls.open_store(path) as st:
         col = st.create_collection("docs", encoder=default_enc)

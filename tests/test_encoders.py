@@ -94,9 +94,9 @@ def test_sentence_transformer_fp32_equals_library_output(tiny_st, default_enc):
 
 def test_default_encoder_agrees_with_fp32_on_real_text(default_enc):
     """The compute precision picked for speed keeps cosine >= 0.9999 to fp32 on every text."""
-    from latentspace.data import docstring_items
+    from .corpus import spread
 
-    texts = [it.text for it in docstring_items(limit=400)]
+    texts = [r["text"] for r in spread(400)]
     fp32 = ls.default_encoder(precision="fp32").encode_documents(texts)
     fast = default_enc.encode_documents(texts)
     cos = (fp32 * fast).sum(axis=1)

@@ -25,9 +25,9 @@ def test_tiny_bert_layers(tiny_bert, tmp_path):
 
 def test_default_model_layers_are_ordered():
     """Neighbouring layers of MiniLM are more alike than distant ones (real docstrings)."""
-    from latentspace.data import docstring_items
+    from ..corpus import spread
 
-    texts = [it.text for it in docstring_items(limit=150)]
+    texts = [r["text"] for r in spread(150)]
     g = layer_geometry(texts)
     assert g.cka.shape == (7, 7)
     assert g.cka[0, 1] > g.cka[0, 6] and g.cka[5, 6] > g.cka[1, 6]

@@ -9,7 +9,6 @@ import pytest
 
 import latentspace as ls
 from latentspace.apps.classify import LinearProbe, ZeroShotClassifier, knn_classify
-from latentspace.data.topics import topic_texts
 
 from .conftest import DIGITS_SPACE
 
@@ -116,7 +115,9 @@ def test_probe_fit_needs_two_classes(digits_col):
 
 @pytest.fixture(scope="module")
 def topics():
-    return topic_texts(40)
+    from ..corpus import topics
+
+    return topics(40)  # the committed corpus: 480 paragraphs of 12 packages
 
 
 def test_zero_shot_on_docstrings_labelled_by_package(default_enc, topics):
