@@ -166,18 +166,32 @@ def test_precision_calibration_is_measured_once_per_machine(tiny_st, tmp_path, m
     assert calls == [1, 1]  # a damaged cache is measured again, never trusted
 
 
-@pytest.mark.parametrize("option", ["normalize", "truncate_dim", "query_prefix", "document_prefix", "max_seq_length",
-                                    "precision", "batch_size"])
-def test_every_option_takes_effect_and_is_recorded(tiny_st, option):
+OPTIONS = {  # encoder kind -> option -> a value other than the default
+    "sentence-transformers": {"normalize": False, "truncate_dim": 16, "query_prefix": "query: ",
+                              "document_prefix": "passage: ", "max_seq_length": 8, "precision": "bf16",
+                              "batch_size": 2},
+    "transformers": {"normalize": False, "truncate_dim": 16, "query_prefix": "query: ", "document_prefix": "passage: ",
+                     "max_length": 8, "precision": "bf16", "batch_size": 2, "pooling": "cls"},
+    "clip": {"normalize": False, "query_prefix": "a photo of ", "document_prefix": "text: ", "batch_size": 2},
+}
+
+
+@pytest.mark.parametrize("kind,option", [(k, o) for k, opts in OPTIONS.items() for o in opts])
+def test_every_option_takes_effect_and_is_recorded(kind, option, tiny_st, tiny_bert, request):
     """An option either changes the vectors and the spec together, or changes neither (and says so)."""
     from latentspace.embed.sentence_transformers import SentenceTransformerEncoder
 
+    def build(**kw):
+        if kind == "sentence-transformers":
+            return SentenceTransformerEncoder(str(tiny_st), **{"precision": "fp32", **kw})
+        if kind == "transformers":
+            return ls.TransformersEncoder(str(tiny_bert), **kw)
+        return ls.CLIPEncoder(str(request.getfixturevalue("tiny_clip")), **kw)
+
     long_text = " ".join(["the cat sat on the mat"] * 20)
     texts = [*TEXTS, long_text]
-    value = {"normalize": False, "truncate_dim": 16, "query_prefix": "query: ", "document_prefix": "passage: ",
-             "max_seq_length": 8, "precision": "bf16", "batch_size": 2}[option]
-    base = SentenceTransformerEncoder(str(tiny_st), precision="fp32")
-    enc = SentenceTransformerEncoder(str(tiny_st), **{"precision": "fp32", option: value})
+    value = OPTIONS[kind][option]
+    base, enc = build(), build(**{option: value})
     assert enc.config()[option] == value
     assert ls.encoder_from_config(enc.config()).spec.fingerprint == enc.spec.fingerprint
     v0, v = base.encode_documents(texts), enc.encode_documents(texts)
@@ -186,18 +200,20 @@ def test_every_option_takes_effect_and_is_recorded(tiny_st, option):
     if option == "normalize":
         assert not same_space and enc.spec.normalize is False
         norms = np.linalg.norm(v, axis=1)
-        assert np.ptp(norms) > 1e-3  # the model's own Normalize module was dropped
+        assert np.ptp(norms) > 1e-3  # unit length is no longer imposed (a model's own Normalize dropped)
         np.testing.assert_allclose(v / norms[:, None], v0, atol=1e-5)
     elif option == "truncate_dim":
         assert not same_space and enc.spec.dim == enc.spec.truncate_dim == 16 and v.shape[1] == 16
+    elif option == "pooling":
+        assert not same_space and enc.spec.pooling == value and not np.allclose(v, v0, atol=1e-3)
     elif option in ("query_prefix", "document_prefix"):
         assert not same_space and getattr(enc.spec, option) == value
         changed, kept = (q, v) if option == "query_prefix" else (v, q)
         assert not np.allclose(changed, q0 if option == "query_prefix" else v0)
         np.testing.assert_allclose(kept, v0 if option == "query_prefix" else q0, atol=1e-5)
-    elif option == "max_seq_length":
-        # how much of a text is read, not the geometry: same space, recorded in the metadata
-        assert same_space and enc.spec.metadata["max_seq_length"] == 8
+    elif option in ("max_seq_length", "max_length"):
+        # how much of a text is read, not the geometry: same space, the limit recorded
+        assert same_space and enc.token_limit == 8
         fits = np.array(enc.count_tokens(texts)) <= 8
         assert fits.any() and not fits.all()
         np.testing.assert_allclose(v[fits], v0[fits], atol=1e-5)  # short texts are read whole

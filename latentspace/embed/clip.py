@@ -121,6 +121,10 @@ class CLIPEncoder(Encoder):
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, **self._options}
 
+    @property
+    def token_limit(self) -> int | None:
+        return self.max_length
+
     def count_tokens(self, texts):
         return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]]
 

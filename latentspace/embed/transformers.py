@@ -61,6 +61,10 @@ class TransformersEncoder(Encoder):
         except Exception as exc:
             raise ModelLoadError(f"Could not load transformers model {model!r}: {exc}") from exc
         self.model.eval().to(self.device)
+        # never past what the model has positions for (a longer input crashes its embeddings)
+        limits = [getattr(self.model.config, "max_position_embeddings", None),
+                  getattr(self.tokenizer, "model_max_length", None)]
+        self.max_length = min([self.max_length, *(int(x) for x in limits if isinstance(x, int) and 0 < x < 1 << 20)])
         if pooling == "last" and self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         if not local:
@@ -79,7 +83,7 @@ class TransformersEncoder(Encoder):
             document_prefix=document_prefix,
             truncate_dim=truncate_dim,
             modality="text",
-            metadata={"encoder": self.kind, "compute_precision": precision, "max_length": max_length,
+            metadata={"encoder": self.kind, "compute_precision": precision, "max_length": self.max_length,
                       "native_dim": native_dim},
         )
 
