@@ -167,9 +167,10 @@ class Diagnosis:
              bool(self.claims_normalized) and nm["non_unit_share"] > 0),
         ]
         analysed = self.duplicates + self.distinct
-        out.insert(0, ("exact duplicates", f"{self.duplicates:,} of {analysed:,} points ({self.duplicates / analysed:.1%}) "
+        share = self.duplicates / analysed
+        out.insert(0, ("exact duplicates", f"{self.duplicates:,} of {analysed:,} points ({share:.1%}) "
                        "repeat another's vector; every other statistic is of the distinct vectors. Duplicates waste "
-                       "results (k hits of one text): see `latentspace dedup`.", self.duplicates / analysed > 0.01))
+                       "results (k hits of one text): see `latentspace dedup`.", share > 0.01))
         return out
 
 

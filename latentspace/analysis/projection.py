@@ -174,8 +174,8 @@ def to_png(p: Projection, path: str | Path, title: str | None = None) -> Path:
         palette = [tab(i) for i in range(tab.N) if i not in ((7,) if tab.N == 10 else (14, 15))]  # no greys
         for i, (name, m) in reversed(list(enumerate(groups))):  # "other" drawn first, underneath
             other = name.startswith("other: ")
-            ax.scatter(*[a[m] for a in cols], s=4 if other else 6, color=OTHER_COLOR if other else palette[i % len(palette)],
-                       label=name, alpha=0.5 if other else 0.8)
+            color = OTHER_COLOR if other else palette[i % len(palette)]
+            ax.scatter(*[a[m] for a in cols], s=4 if other else 6, color=color, label=name, alpha=0.5 if other else 0.8)
         handles, names = ax.get_legend_handles_labels()
         ax.legend(handles[::-1], names[::-1], markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     else:

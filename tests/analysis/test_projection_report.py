@@ -139,7 +139,8 @@ def test_many_categories_draw_every_point_and_say_what_was_grouped(tmp_path, sto
     assert groups[-1][0] == f"other: {rest} more categories ({len(groups[-1][1]):,} points)"
     x = rng.normal(size=(300, 8)).astype(np.float32)
     col = store.create_collection("v", space=ls.SpaceSpec(model="test/x", dim=8, normalize=False, modality="vector"))
-    col.add([f"i{i}" for i in range(300)], vectors=x, metadatas=[{"pkg": v, "odd": i % 2} for i, v in enumerate(labels)])
+    col.add([f"i{i}" for i in range(300)], vectors=x,
+            metadatas=[{"pkg": v, "odd": i % 2} for i, v in enumerate(labels)])
     from latentspace.analysis.projection import project_collection
 
     p = project_collection(col, "pca", color_by="pkg")
