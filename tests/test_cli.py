@@ -121,13 +121,13 @@ def test_every_command_is_documented_in_the_readme():
 def test_demo_runs_and_reuses_its_store(tmp_path):
     store = tmp_path / "demo"
     first = json.loads(run("demo", "--store", store, "--limit", "150", "--json").stdout)
-    assert first["action"] == "rebuilt" and first["records"] >= 150
+    assert first["action"] == "rebuilt" and first["chunks"] >= first["docstrings"] == 150
     assert first["refused"].startswith("SpaceMismatchError") and "dim: 384 != 128" in first["refused"]
     for label in ("vector", "keyword", "hybrid", "filtered"):
         assert first["searches"][label]["hits"], label
     assert all(h["metadata"]["kind"] == "function" for h in first["searches"]["filtered"]["hits"])
     second = json.loads(run("demo", "--store", store, "--limit", "150", "--json").stdout)
-    assert second["action"] == "reused" and second["records"] == first["records"]
+    assert second["action"] == "reused" and second["chunks"] == first["chunks"]
     text = run("demo", "--store", store, "--limit", "150").stdout
     assert "reusing" in text and "refused" in text
 

@@ -48,11 +48,13 @@ def run_demo(store_path: Path, *, limit: int | None = None, rebuild: bool = Fals
 
     t0 = time.perf_counter()
     docs = docstring_items(limit=limit)
-    items = list(chunk_items(docs, 1000, 100))
+    # pieces of 1,000 characters, cut further where the model (256 tokens) would truncate them
+    items = list(chunk_items(docs, 1000, 100, count_tokens=enc.count_tokens, max_tokens=enc.token_limit))
     chash = corpus_hash(items)
     step("read corpus", t0)
-    console.print(f"Corpus: {len(docs):,} docstrings from the standard library, {len(items):,} records after chunking "
-                  "texts over 1,000 characters.")
+    split = len({it.metadata["source_id"] for it in items if "source_id" in it.metadata})
+    console.print(f"Corpus: {len(docs):,} docstrings from the standard library, stored as {len(items):,} chunks "
+                  f"({split:,} docstrings longer than 1,000 characters or {enc.token_limit} tokens were split).")
 
     store = open_store(store_path)
     try:
@@ -65,14 +67,14 @@ def run_demo(store_path: Path, *, limit: int | None = None, rebuild: bool = Fals
             elif col.metadata.get("corpus_hash") != chash:
                 reason = "the corpus changed"
             elif len(col) != len(items):
-                reason = f"it holds {len(col)} of {len(items)} records (an earlier run was interrupted)"
+                reason = f"it holds {len(col)} of {len(items)} chunks (an earlier run was interrupted)"
         except NotFoundError:
             col, reason = None, "it does not exist yet"
         except SpaceMismatchError:
             col, reason = None, "it was built in another space"
         if reason is None:
             action = "reused"
-            console.print(f"Store {store_path}: [green]reusing[/] collection {COLLECTION!r} ({len(col):,} records, "
+            console.print(f"Store {store_path}: [green]reusing[/] collection {COLLECTION!r} ({len(col):,} chunks, "
                           "same corpus, same space). Pass --rebuild to rebuild it.")
         else:
             action = "rebuilt"
@@ -129,14 +131,14 @@ def run_demo(store_path: Path, *, limit: int | None = None, rebuild: bool = Fals
         summary = Table(title="What the store holds, and how long each step took", title_justify="left")
         summary.add_column("")
         summary.add_column("", justify="right")
-        summary.add_row("records", f"{len(col):,}")
+        summary.add_row("docstrings / chunks", f"{len(docs):,} / {len(col):,}")
         summary.add_row("dimension / metric", f"{col.spec.dim} / {col.spec.metric}")
         summary.add_row("space fingerprint", col.spec.fingerprint)
         summary.add_row("store on disk", f"{store.disk_bytes() / 1e6:,.1f} MB in {store.path}")
         for name, secs in timings.items():
             summary.add_row(name, f"{secs:,.2f} s")
         console.print(summary)
-        out.update(records=len(col), fingerprint=col.spec.fingerprint, disk_bytes=store.disk_bytes(),
+        out.update(docstrings=len(docs), chunks=len(col), fingerprint=col.spec.fingerprint, disk_bytes=store.disk_bytes(),
                    timings=timings, searches=searches)
     finally:
         store.close()
