@@ -31,7 +31,7 @@ from .core.space import SpaceSpec
 from .embed import Encoder, default_encoder, encoder_from_config
 from .ingest import chunk_text
 from .storage.index import HnswParams
-from .storage.store import CollectionInfo, Store, open_store
+from .collections.store import CollectionInfo, Store, open_store
 
 
 def __getattr__(name: str):

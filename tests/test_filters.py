@@ -2,9 +2,16 @@ import numpy as np
 import pytest
 
 import latentspace as ls
+from latentspace.storage.filter import matches as _matches
+from latentspace.storage.filter import parse
 
 from .conftest import unit_rows
-from .filter_model import matches
+
+
+def matches(where, document, metadata) -> bool:
+    """The reference semantics: the library's own evaluator of the parsed filter tree."""
+    return _matches(parse(where), document, metadata)
+
 
 FILTERS = [
     {"year": 2021},
@@ -114,3 +121,21 @@ def test_values_are_bound_not_interpolated(col):
     assert col.get(where={"$contains": evil}) == []
     with pytest.raises(ls.InvalidInputError):
         col.get(where={'la"ng': "en"})
+
+
+def test_filters_parse_once_into_a_tree_that_backends_compile():
+    from latentspace.storage.filter import And, DocContains, Field, Not, Or
+    from latentspace.storage.sqlfilter import compile_sql
+
+    tree = parse({"year": {"$gte": 2020, "$ne": 2022}, "$or": [{"lang": {"$nin": ["en"]}}, {"$contains": "cat"}],
+                  "tags": {"$not": {"$contains": "x"}}})
+    assert tree == And((
+        And((Field("year", "$gte", 2020), Not(Field("year", "$eq", 2022)))),
+        Or((Not(Field("lang", "$in", ("en",))), DocContains("cat"))),
+        Not(Field("tags", "$contains", "x")),
+    ))
+    sql, params = compile_sql(tree)
+    assert "?" in sql and "2020" not in sql and 2020 in params  # values are bound, never spliced
+    assert parse(None) is None and compile_sql(None) == ("1", [])
+    with pytest.raises(ls.InvalidInputError, match=r"where\['year'\]\['\$gt'\]: \$gt takes a number or a string"):
+        parse({"year": {"$gt": [1]}})

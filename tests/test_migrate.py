@@ -142,7 +142,7 @@ def test_kill_loop_during_migration(tmp_path, tiny_st, tiny_bert_other):
             col = st.get_collection("docs")
             assert len(col) == 1500  # whatever the moment, the name serves a complete collection
             assert {r.id for r in col.get()} == {f"d{i}" for i in range(1500)}
-            shadows = [n for (n,) in st._q("SELECT name FROM collections WHERE name LIKE '~docs~%'")]
+            shadows = [n for (n,) in st._backend._q("SELECT name FROM collections WHERE name LIKE '~docs~%'")]
             partial += any(0 < len(st.get_collection(n)) < 1500 for n in shadows)
     new = ls.TransformersEncoder(str(tiny_bert_other), pooling="mean")
     with ls.open_store(tmp_path / "s") as st:

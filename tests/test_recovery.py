@@ -84,8 +84,8 @@ def test_changes_after_the_saved_index_are_replayed(tmp_path):
     new = unit_rows(5, 16, seed=99)
     col.add([f"n{i}" for i in range(5)], vectors=new)  # the index is not loaded: only the log knows
     col.delete(ids=["r0"])
-    st._conn.close()  # simulate a crash: no save on close
-    st._conn = None
+    st._backend._conn.close()  # simulate a crash: no save on close
+    st._backend._conn = None
     st2 = ls.open_store(path)
     col2 = st2.get_collection("c")
     assert col2.search(vector=new[2], k=1)[0].id == "n2"
@@ -157,7 +157,7 @@ def test_every_commit_of_another_connection_is_seen_by_the_next_query(tmp_path, 
     build(path, 20)
     reader, writer = ls.open_store(path), ls.open_store(path)
     if not watch:
-        reader._watch.close()  # no mapping: the PRAGMA on every query
+        reader._backend._watch.close()  # no mapping: the PRAGMA on every query
     rcol, wcol = reader.get_collection("c"), writer.get_collection("c")
     vecs = unit_rows(60, 16, seed=99)
     for i in range(60):

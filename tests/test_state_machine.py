@@ -11,8 +11,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, precondition, rule
 
 import latentspace as ls
+from latentspace.storage.filter import matches as _matches
+from latentspace.storage.filter import parse
 
-from .filter_model import matches
+
+def matches(where, document, metadata) -> bool:
+    """The reference semantics: the library's own evaluator of the parsed filter tree."""
+    return _matches(parse(where), document, metadata)
+
 
 DIM = 8
 SPEC = ls.SpaceSpec(model="m", dim=DIM, modality="vector")

@@ -31,7 +31,7 @@ def load_space(source: Path, collection: Optional[str]):
         return arr, None
     if not collection:
         raise InvalidInputError("Name the collection: latentspace analyze ... STORE COLLECTION (or pass a .npy file).")
-    from ..storage.store import open_store
+    from ..collections.store import open_store
 
     store = open_store(source, create=False)
     return store.get_collection(collection), store
@@ -186,7 +186,7 @@ def _paired_vectors(source: Path, first: str, second: str, max_points: int, seed
         a, _ = load_space(Path(first), None)
         b, _ = load_space(Path(second), None)
         return np.asarray(a), np.asarray(b), None, None
-    from ..storage.store import open_store
+    from ..collections.store import open_store
 
     from ..analysis.vectors import paired_vectors
 

@@ -63,7 +63,7 @@ def collection_create(
 ) -> None:
     """Create a collection bound to one space."""
     from ..core.space import SpaceSpec
-    from ..storage.store import open_store
+    from ..collections.store import open_store
 
     hnsw = {"M": m, "ef_construction": ef_construction, "ef_search": ef_search}
     with open_store(store) as st:
@@ -295,7 +295,7 @@ def ingest_cmd(
 
     from ..core.errors import NotFoundError
     from ..ingest import chunk_items, ingest, read_items
-    from ..storage.store import open_store
+    from ..collections.store import open_store
 
     fields = [f.strip() for f in metadata_fields.split(",") if f.strip()] if metadata_fields else None
     records = list(read_items(file, id_field=id_field or None, text_field=text_field, metadata_fields=fields,

@@ -75,7 +75,7 @@ def _cell(value) -> str:
 
 
 def open_existing_store(path: Path):
-    from ..storage.store import open_store
+    from ..collections.store import open_store
 
     return open_store(path, create=False)
 

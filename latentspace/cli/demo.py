@@ -25,7 +25,7 @@ def run_demo(store_path: Path, *, limit: int | None = None, rebuild: bool = Fals
     from ..data.stdlib_docs import corpus_hash, docstring_items
     from ..embed import default_encoder
     from ..ingest import chunk_items, ingest
-    from ..storage.store import open_store
+    from ..collections.store import open_store
     from .common import emit_json, hits_table
 
     from .common import _console

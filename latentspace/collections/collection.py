@@ -26,7 +26,7 @@ from ..core.validation import (
     check_query_text,
     check_vectors,
 )
-from ..storage.filters import compile_where
+from ..storage.filter import parse as parse_filter
 from ..storage.index import to_scores
 from .fusion import DEFAULT_FUSION, FUSIONS, Fusion, fuse
 from .hits import Hit, Record, make_hits
@@ -34,7 +34,8 @@ from .hits import Hit, Record, make_hits
 if TYPE_CHECKING:
     from ..embed.base import Encoder
     from ..storage.collection_storage import CollectionStorage
-    from ..storage.store import CollectionInfo, Store
+    from ..storage.store import CollectionInfo
+    from .store import Store
 
 Mode = Literal["vector", "exact", "keyword", "hybrid"]
 MODES = ("vector", "exact", "keyword", "hybrid")
@@ -265,7 +266,7 @@ class Collection:
         if ids is not None:
             ids = check_ids(ids, "delete")
         if where is not None:
-            compile_where(where)  # validate before taking the write lock
+            parse_filter(where)  # validate before taking the write lock
         with self.store._lock:
             return self._storage.delete(ids, where)
 
@@ -278,7 +279,7 @@ class Collection:
             limit = check_int(limit, "limit", "get", 0, 2**62)
         offset = check_int(offset, "offset", "get", 0, 2**62)
         if where is not None:
-            compile_where(where)
+            parse_filter(where)
         with self.store._lock:
             rows = self._storage.rows(ids, where, limit, offset, include_vectors)
         return [Record(r.id, r.document, r.metadata, r.vector, r.content_hash) for r in rows]
@@ -388,7 +389,7 @@ class Collection:
         if ef is not None:
             ef = check_int(ef, "ef", "search", 1, 100_000)
         if where is not None:
-            compile_where(where)
+            parse_filter(where)
         if (queries is None) == (vectors is None):
             raise InvalidInputError("search_batch needs either queries (texts) or vectors=, not both.")
         texts: list[str] | None = None

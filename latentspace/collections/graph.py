@@ -14,7 +14,7 @@ import numpy as np
 
 from ..core.errors import InvalidInputError
 from ..core.validation import check_int
-from ..storage.filters import compile_where
+from ..storage.filter import parse as parse_filter
 from .hits import make_hits
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class NeighborGraph:
 def record_arrays(col: Collection, where: dict | None = None) -> RecordArrays:
     """All records of a collection (or those matching ``where``) with their vectors."""
     if where is not None:
-        compile_where(where)
+        parse_filter(where)
     storage = col._storage
     with col.store._lock:
         rows = storage.rows(None, where, None, 0, True)

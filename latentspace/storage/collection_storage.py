@@ -30,12 +30,12 @@ from ..core.frozen import EMPTY, FrozenDict
 from ..core.io import atomic_replace, sha256_file, write_json
 from ..core.space import SpaceSpec
 from ..core.validation import canonical_json
-from .filters import compile_where
+from .sqlfilter import compile_where
 from .index import HnswIndex, HnswParams, exact_topk
 from .sqlite import fts_table, read_all, translate, write_txn
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .store import EmbeddedStore
 
 INDEX_FORMAT = 1
 ROW_CACHE_BYTES = 64 << 20  # rows (id, document, metadata) kept in memory for search results
@@ -90,7 +90,7 @@ def _chunks(seq: list, size: int = _CHUNK):
 
 
 class CollectionStorage:
-    def __init__(self, store: Store, cid: int, name: str, spec: SpaceSpec, params: HnswParams):
+    def __init__(self, store: EmbeddedStore, cid: int, name: str, spec: SpaceSpec, params: HnswParams):
         self.store, self.cid, self.name, self.spec, self.params = store, cid, name, spec, params
         self.fts = fts_table(cid)
         self._index: HnswIndex | None = None

@@ -1,4 +1,10 @@
-"""The embedded store: a directory holding one SQLite database and derived index files."""
+"""The embedded store backend: a directory holding one SQLite database and derived index files.
+
+It keeps the catalog of collections (their SpaceSpec, encoder config, index settings and
+metadata), swaps names atomically for migrations, and keeps the history of retired spaces.
+It knows nothing of encoders or :class:`~latentspace.collections.collection.Collection`:
+the facade :class:`latentspace.collections.store.Store` builds those on top of it.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +17,14 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..core.errors import AlreadyExistsError, InvalidInputError, NotFoundError, SpaceMismatchError
-from ..core.space import METRICS, SpaceSpec
-from ..core.validation import canonical_json, check_choice, check_float, check_metadata, check_name
+from ..core.errors import AlreadyExistsError, InvalidInputError, NotFoundError
+from ..core.space import SpaceSpec
+from ..core.validation import canonical_json, check_float, check_name
 from .collection_storage import CollectionStorage, drop_index_files
 from .index import HnswParams
 from .sqlite import DB_NAME, connect, fts_schema, read_all, translate, write_txn
-
-if TYPE_CHECKING:
-    from ..collections.collection import Collection
-    from ..embed.base import Encoder
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class CollectionInfo:
         }
 
 
-_OPEN: weakref.WeakSet[Store] = weakref.WeakSet()
+_OPEN: weakref.WeakSet[EmbeddedStore] = weakref.WeakSet()
 
 
 @atexit.register
@@ -98,7 +100,7 @@ class _WalIndexWatch:
             self._map = None
 
 
-class Store:
+class EmbeddedStore:
     """A directory of collections. SQLite (WAL) is the truth; index files are derived.
 
     One writer at a time (SQLite's lock; :class:`StoreLockedError` after ``lock_timeout``
@@ -180,14 +182,12 @@ class Store:
             self._conn = None
             _OPEN.discard(self)
 
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def __repr__(self) -> str:
-        return f"Store({str(self.path)!r})"
+        return f"EmbeddedStore({str(self.path)!r})"
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
 
     # -- collections ----------------------------------------------------------------
     def _row(self, name: str):
@@ -204,41 +204,9 @@ class Store:
             metadata=json.loads(row[5]), created_at=row[7],
         )
 
-    def create_collection(
-        self,
-        name: str,
-        *,
-        encoder: Encoder | None = None,
-        space: SpaceSpec | None = None,
-        metric: str | None = None,
-        hnsw: HnswParams | dict | None = None,
-        metadata: dict | None = None,
-    ) -> Collection:
-        """Create a collection bound to one space: an encoder's, or a SpaceSpec for your own vectors.
-        With neither, the default encoder's (all-MiniLM-L6-v2)."""
-        from ..collections.collection import Collection  # noqa: F401  (the return annotation)
-
-        if not (isinstance(name, str) and name.startswith("~")):  # the store's own: shadows, retired spaces
-            check_name(name)
-        if encoder is not None and space is not None:
-            raise InvalidInputError(
-                "create_collection takes encoder= (embed documents with it) or space= (a SpaceSpec for vectors you "
-                "bring), not both."
-            )
-        if encoder is None and space is None:
-            from ..embed import default_encoder
-
-            encoder = default_encoder()
-        if metric is not None:
-            check_choice(metric, "metric", "create_collection", METRICS)
-        if space is not None and not isinstance(space, SpaceSpec):
-            raise InvalidInputError(f"space= must be a SpaceSpec. Got {type(space).__name__}.")
-        spec = encoder.spec if encoder is not None else space
-        if metric is not None:
-            spec = spec.replace(metric=metric)
-        params = hnsw if isinstance(hnsw, HnswParams) else HnswParams.from_dict(hnsw)
-        meta = check_metadata(metadata)
-        enc_cfg = canonical_json(encoder.config()) if encoder is not None else None
+    def create_collection(self, name: str, spec: SpaceSpec, encoder: dict[str, Any] | None, params: HnswParams,
+                          metadata: dict[str, Any]) -> None:
+        """Add a collection to the catalog (name, spec and metadata already checked by the caller)."""
         with self._lock:
             conn = self._connection()
             with write_txn(conn, self.path, self.lock_timeout):
@@ -250,41 +218,23 @@ class Store:
                 cur = conn.execute(
                     "INSERT INTO collections (name, spec, encoder, index_params, metadata, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
-                    (name, spec.to_json(), enc_cfg, canonical_json(params.to_dict()), canonical_json(meta), time.time()),
+                    (name, spec.to_json(), canonical_json(encoder) if encoder is not None else None,
+                     canonical_json(params.to_dict()), canonical_json(metadata), time.time()),
                 )
                 conn.execute(fts_schema(cur.lastrowid))
-        return self.get_collection(name, encoder=encoder)
 
-    def get_collection(self, name: str, *, encoder: Encoder | None = None) -> Collection:
-        """Open a collection. An encoder, when given, must produce the collection's space."""
-        from ..collections.collection import Collection
-
-        if not (isinstance(name, str) and name.startswith("~")):
-            check_name(name)
+    def open_collection(self, name: str) -> tuple[CollectionInfo, CollectionStorage]:
+        """The catalog entry of ``name`` and its storage (one per collection per store)."""
         with self._lock:
             row = self._row(name)
             if row is None:
                 raise self._missing(name)
             info = self._info(row)
-            if encoder is not None:
-                encoder_spec = encoder.spec
-                diffs = info.spec.differences(encoder_spec)
-                if diffs:
-                    info.spec.require_same(encoder_spec, f"Opening collection {name!r} with {encoder!r}")
             storage = self._collections.get(name)
             if storage is None or storage.cid != row[0]:
                 storage = CollectionStorage(self, row[0], name, info.spec, info.hnsw)
                 self._collections[name] = storage
-        return Collection(self, storage, info, encoder)
-
-    def get_or_create_collection(self, name: str, **options: Any) -> Collection:
-        try:
-            return self.get_collection(name, encoder=options.get("encoder"))
-        except NotFoundError:
-            try:
-                return self.create_collection(name, **options)
-            except AlreadyExistsError:  # created by another process meanwhile
-                return self.get_collection(name, encoder=options.get("encoder"))
+        return info, storage
 
     def list_names(self) -> list[str]:
         return [r[0] for r in self._q("SELECT name FROM collections WHERE name NOT LIKE '~%' ORDER BY name")]
@@ -354,7 +304,7 @@ class Store:
                     self._collections[new] = storage
 
     # -- spaces over time: the switch of a migration, rollback, history ------------------
-    def _swap(self, name: str, new_internal: str, action: str) -> None:
+    def swap(self, name: str, new_internal: str, action: str) -> None:
         """Atomically give ``name`` to the collection ``new_internal`` and retire the current one."""
         with self._lock:
             conn = self._connection()
@@ -389,7 +339,7 @@ class Store:
         prev = self._q("SELECT name FROM collections WHERE id = ?", (last[0][0],))
         if not prev:
             raise NotFoundError(f"The earlier space of {name!r} was dropped; nothing to roll back to.")
-        self._swap(name, prev[0][0], "rollback")
+        self.swap(name, prev[0][0], "rollback")
 
     def drop_retired(self, name: str) -> int:
         """Delete the retired spaces of ``name`` (no rollback past this). Returns how many."""
@@ -403,9 +353,4 @@ class Store:
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
 
 
-def open_store(path: str | os.PathLike, **options: Any) -> Store:
-    """Open (or create) the embedded store at ``path``, a directory."""
-    return Store(path, **options)
-
-
-__all__ = ["Store", "CollectionInfo", "open_store", "SpaceMismatchError"]
+__all__ = ["EmbeddedStore", "CollectionInfo"]
