@@ -8,7 +8,7 @@ generate, and one rule that binds them: one space per model.
 
 from ._version import __version__
 from .collections.collection import Collection, WriteResult
-from .collections.hits import Hit, Record, distances, hits_to_arrow, hits_to_pandas
+from .storage.hits import Hit, Record, distances, hits_to_arrow, hits_to_pandas
 from .core.errors import (
     AlreadyExistsError,
     AuthError,

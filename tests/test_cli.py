@@ -352,7 +352,7 @@ def test_search_tables_keep_rank_score_and_whole_ids_at_any_width(columns):
     from rich.console import Console
 
     from latentspace.cli.common import hits_table
-    from latentspace.collections.hits import Hit
+    from latentspace.storage.hits import Hit
 
     ids = ["email._header_value_parser.get_bare_quoted_string#3", "x7", "tkinter.ttk.Treeview.selection_toggle"]
     hits = [Hit(i, 0.9 - n / 10, "A first line that is much longer than any terminal is wide. " * 4,

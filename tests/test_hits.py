@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import latentspace as ls
-from latentspace.collections.hits import Hit, make_hits
+from latentspace.storage.hits import Hit, make_hits
 from latentspace.core.frozen import FrozenDict
 
 from .conftest import unit_rows
@@ -42,20 +42,21 @@ def test_hit_columns_fetch_misses_and_parse_nested_metadata_per_call(tmp_path):
     st.close()
 
 
-def test_vectors_by_id_and_hits_of(tmp_path):
-    from latentspace.collections.graph import hits_of, vectors_by_id
+def test_vectors_by_id_and_search_among(tmp_path):
+    from latentspace.collections.graph import search_among
 
     st = ls.open_store(tmp_path / "s")
     col = st.create_collection("c", space=SPEC)
     x = unit_rows(4, 8, seed=2)
     col.add(["a", "b", "c", "d"], documents=["A", "B", "C", "D"], metadatas=[{"n": i} for i in range(4)], vectors=x)
-    rids, vecs = vectors_by_id(col, ["c", "zz", "a"])  # in the order asked; unknown ids left out
-    assert len(rids) == 2 and vecs.shape == (2, 8) and vecs.dtype == "float32"
+    found, vecs = col._storage.vectors(["c", "zz", "a"])  # in the order asked; unknown ids left out
+    assert found == ["c", "a"] and vecs.shape == (2, 8) and vecs.dtype == "float32"
     assert (vecs == x[[2, 0]]).all()
-    hits = hits_of(col, rids, [0.5, 0.25], [0.5, 0.75])
-    assert [(h.id, h.document, h.metadata, h.score, h.distance) for h in hits] == [
-        ("c", "C", {"n": 2}, 0.5, 0.5), ("a", "A", {"n": 0}, 0.25, 0.75)]
-    assert vectors_by_id(col, ["nope"])[1].shape == (0, 8)
+    hits = search_among(col, ["c", "zz", "a"], x[0], 2)  # exact, among these ids only
+    assert [(h.id, h.document, h.metadata) for h in hits] == [("a", "A", {"n": 0}), ("c", "C", {"n": 2})]
+    assert abs(hits[0].score - 1.0) < 1e-6 and abs(hits[1].score - float(x[2] @ x[0])) < 1e-6
+    assert abs(hits[1].distance - (1.0 - hits[1].score)) < 1e-6
+    assert col._storage.vectors(["nope"])[1].shape == (0, 8)
     st.close()
 
 

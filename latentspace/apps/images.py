@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..collections.collection import WriteResult
-from ..collections.hits import Hit
+from ..storage.hits import Hit
 from ..core.errors import InvalidInputError
 from ..core.validation import check_ids
 

@@ -16,8 +16,8 @@ import dataclasses
 
 import numpy as np
 
-from ..collections.graph import hits_of, vectors_by_id
-from ..collections.hits import Hit
+from ..collections.graph import search_among
+from ..storage.hits import Hit
 from ..core.errors import SpaceMismatchError
 from ..core.validation import MAX_K, check_int, check_k, check_query_text
 from ..embed.truncated import TruncatedEncoder, truncate
@@ -124,19 +124,6 @@ class MatryoshkaFunnel:
                                   ef=min(100_000, 2 * candidates))
         if not cand:
             return []
-        # the candidates' full vectors only; documents and metadata for the k kept, from the full
-        # collection's row cache (the coarse copy could lag behind it)
-        rids, x = vectors_by_id(self.full, [h.id for h in cand])
-        if not rids:
-            return []
-        metric = self.full.spec.metric
-        if metric == "l2":
-            dist = np.linalg.norm(x - q, axis=1)
-            score = -dist
-        else:
-            sim = x @ q if metric == "dot" or self.full.spec.normalize else (x @ q) / np.maximum(
-                np.linalg.norm(x, axis=1) * np.linalg.norm(q), 1e-12)
-            dist, score = 1.0 - sim, sim
-        order = np.argsort(-score, kind="stable")[:k]
-        return hits_of(self.full, [rids[i] for i in order.tolist()], score[order].astype(np.float64).tolist(),
-                       dist[order].astype(np.float64).tolist())
+        # re-ranked exactly by the candidates' full vectors, in the full collection (whose
+        # documents and metadata are the truth: the coarse copy could lag behind it)
+        return search_among(self.full, [h.id for h in cand], q, k)

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..collections.chunks import SOURCE_KEY, UNITS, Unit, record_of
 from ..collections.graph import unit_rows
-from ..collections.hits import Hit
+from ..storage.hits import Hit
 from ..core.errors import InvalidInputError, NotFoundError
 from ..core.validation import MAX_K, check_choice, check_ids, check_int, check_k
 

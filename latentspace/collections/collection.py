@@ -27,9 +27,8 @@ from ..core.validation import (
     check_vectors,
 )
 from ..storage.filter import parse as parse_filter
-from ..storage.index import to_scores
 from .fusion import DEFAULT_FUSION, FUSIONS, Fusion, fuse
-from .hits import Hit, Record, make_hits
+from ..storage.hits import Hit, Record
 
 if TYPE_CHECKING:
     from ..embed.base import Encoder
@@ -39,9 +38,6 @@ if TYPE_CHECKING:
 
 Mode = Literal["vector", "exact", "keyword", "hybrid"]
 MODES = ("vector", "exact", "keyword", "hybrid")
-#: filtered vector search scans the matching rows exactly up to this many matches,
-#: above it searches the HNSW index restricted to them (measured in bench/search.py)
-EXACT_FILTER_LIMIT = 3_000
 
 
 @dataclass(frozen=True)
@@ -136,12 +132,10 @@ class Collection:
         return self.store.collection_info(self.name)
 
     def __len__(self) -> int:
-        with self.store._lock:
-            return self._storage.count()
+        return self._storage.count()
 
     def count(self, where: dict | None = None) -> int:
-        with self.store._lock:
-            return self._storage.count(where)
+        return self._storage.count(parse_filter(where))
 
     def __repr__(self) -> str:
         return f"Collection({self.name!r}, {self.spec.describe()}, metric={self.spec.metric})"
@@ -171,8 +165,7 @@ class Collection:
         documents, metadatas = _per_id("update", len(ids), documents, metadatas, vectors)
         # new text with an encoder is embedded again; otherwise the stored vectors stay
         keep_vectors = vectors is None and not (documents is not None and self._info.encoder is not None)
-        with self.store._lock:
-            rows = {r.id: r for r in self._storage.rows(ids, None, None, 0, keep_vectors)}
+        rows = {r.id: r for r in self._storage.rows(ids, None, None, 0, keep_vectors)}
         missing = [i for i in ids if i not in rows]
         if missing:
             shown = ", ".join(repr(i) for i in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -225,9 +218,8 @@ class Collection:
         unchanged = 0
         keep = list(range(n))
         if replace:
-            with self.store._lock:
-                existing = self._storage.existing(ids)
-            keep = [i for i in range(n) if existing.get(ids[i], (None, None))[1] != hashes[i]]
+            existing = self._storage.hashes(ids)
+            keep = [i for i in range(n) if existing.get(ids[i]) != hashes[i]]
             unchanged = n - len(keep)
             if not keep:
                 return WriteResult(unchanged=unchanged)
@@ -238,11 +230,10 @@ class Collection:
             vecs[keep] = self.encoder.encode_documents(texts)
             truncated = self._warn_truncated(texts, where)
         sel = np.asarray(keep)
-        with self.store._lock:
-            added, replaced = self._storage.write(
-                [ids[i] for i in keep], np.ascontiguousarray(vecs[sel]), [docs[i] for i in keep],
-                [metas[i] for i in keep], [hashes[i] for i in keep], replace=replace,
-            )
+        added, replaced = self._storage.write(
+            [ids[i] for i in keep], np.ascontiguousarray(vecs[sel]), [docs[i] for i in keep],
+            [metas[i] for i in keep], [hashes[i] for i in keep], replace=replace,
+        )
         return WriteResult(added=added, replaced=replaced, unchanged=unchanged, truncated=truncated)
 
     def _warn_truncated(self, texts: list[str], where: str) -> int:
@@ -265,10 +256,7 @@ class Collection:
             raise InvalidInputError("delete needs ids= or where=; to delete everything use store.delete_collection.")
         if ids is not None:
             ids = check_ids(ids, "delete")
-        if where is not None:
-            parse_filter(where)  # validate before taking the write lock
-        with self.store._lock:
-            return self._storage.delete(ids, where)
+        return self._storage.delete(ids, parse_filter(where))
 
     def get(self, ids=None, where: dict | None = None, limit: int | None = None, offset: int = 0,
             include_vectors: bool = False) -> list[Record]:
@@ -278,10 +266,7 @@ class Collection:
         if limit is not None:
             limit = check_int(limit, "limit", "get", 0, 2**62)
         offset = check_int(offset, "offset", "get", 0, 2**62)
-        if where is not None:
-            parse_filter(where)
-        with self.store._lock:
-            rows = self._storage.rows(ids, where, limit, offset, include_vectors)
+        rows = self._storage.rows(ids, parse_filter(where), limit, offset, include_vectors)
         return [Record(r.id, r.document, r.metadata, r.vector, r.content_hash) for r in rows]
 
     def migrate(self, new_encoder, **options):
@@ -292,10 +277,7 @@ class Collection:
 
     def flush(self) -> None:
         """Bring the on-disk index up to date (it is otherwise written on close)."""
-        with self.store._lock:
-            self._storage.index()
-            self._storage.save_index()
-            self._storage.checkpoint()
+        self._storage.flush()
 
     # -- search -------------------------------------------------------------------------
     def search(
@@ -320,8 +302,7 @@ class Collection:
         keyword only).
         """
         if vector is not None and where is None and mode == "vector" and not include_vectors and fusion in FUSIONS:
-            with self.store._lock:
-                fast = self._search_fast(vector, space, k, ef, alpha)
+            fast = self._search_fast(vector, space, k, ef, alpha)
             if fast is not None:
                 return fast
         if vector is not None:
@@ -356,16 +337,7 @@ class Collection:
         sq = float(vector.dot(vector))
         if not math.isfinite(sq) or sq == 0.0 or (spec.normalize and abs(math.sqrt(sq) - 1.0) > NORM_TOLERANCE):
             return None
-        storage = self._storage
-        index = storage._index
-        if index is None or storage.store._poll() != storage._generation:
-            index = storage.index()
-        found = index.search_one(vector, k, ef)
-        if found is None:
-            return None  # the general path falls back to an exact scan
-        rids, dists = found
-        base = 0.0 if spec.metric == "l2" else 1.0  # score: -distance for l2, similarity otherwise
-        return make_hits(*storage.hit_columns(rids), [base - d for d in dists], dists)
+        return self._storage.search_one(vector, k, ef)
 
     def search_batch(
         self,
@@ -388,8 +360,7 @@ class Collection:
         alpha = check_float(alpha, "alpha", "search", 0.0, 1.0)
         if ef is not None:
             ef = check_int(ef, "ef", "search", 1, 100_000)
-        if where is not None:
-            parse_filter(where)
+        node = parse_filter(where)  # checked before any embedding
         if (queries is None) == (vectors is None):
             raise InvalidInputError("search_batch needs either queries (texts) or vectors=, not both.")
         texts: list[str] | None = None
@@ -406,98 +377,22 @@ class Collection:
             qvecs = self._check_vectors(vectors, space, "query vector")
         elif mode != "keyword":
             qvecs = self.encoder.encode_queries(texts)
-        with self.store._lock:  # one thread at a time on the connection and the index
-            return self._retrieve(texts, qvecs, k, where, mode, alpha, ef, include_vectors, fusion)
+        return self._retrieve(texts, qvecs, k, node, mode, alpha, ef, include_vectors, fusion)
 
     def _retrieve(self, texts, qvecs, k, where, mode, alpha, ef, include_vectors, fusion) -> list[list[Hit]]:
+        backend = self._storage
         if mode == "keyword":
-            results = [[(rid, s, None, None) for rid, s in self._storage.keyword(t, k, where)] for t in texts]
-        elif mode == "hybrid":
-            depth = min(MAX_K, max(3 * k, 50))
-            vec_lists = self._vector_results(qvecs, depth, where, exact=False, ef=ef)
-            results = []
-            base = 0.0 if self.spec.metric == "l2" else 1.0  # vector score: -distance for l2, similarity otherwise
-            for t, vlist in zip(texts, vec_lists):
-                klist = self._storage.keyword(t, depth, where)
-                fused = fuse({"vector": [(r, base - d) for r, d in vlist], "keyword": klist}, alpha, fusion)
-                dist = dict(vlist)
-                results.append([(rid, score, dist.get(rid), ranks) for rid, score, ranks in fused[:k]])
-        else:
-            labels, dists = self._vector_arrays(qvecs, k, where, exact=mode == "exact", ef=ef)
-            if not include_vectors:
-                return self._hits_from_arrays(labels, dists, mode)
-            lists = self._as_lists(labels, dists)
-            scores = [to_scores(np.asarray([d for _, d in lst], dtype=np.float64), self.spec.metric) for lst in lists]
-            results = [[(rid, float(s), float(d), None) for (rid, d), s in zip(lst, sc)]
-                       for lst, sc in zip(lists, scores)]
-        return self._hits(results, include_vectors)
-
-    def _hits_from_arrays(self, labels: np.ndarray, dists: np.ndarray, mode: str) -> list[list[Hit]]:
-        """Result arrays straight to hits through the row cache (the batch hot path): one
-        lookup and one C-level pass make every hit of the batch, then the rows are cut out."""
-        valid = labels >= 0
-        counts = valid.sum(axis=1).tolist()
-        d = dists[valid].astype(np.float64)
-        base = 0.0 if self.spec.metric == "l2" else 1.0  # score: -distance for l2, similarity otherwise
-        hits = make_hits(*self._storage.hit_columns(labels[valid].tolist()), (base - d).tolist(), d.tolist(),
-                         keep_gone=True)
+            return backend.keyword(texts, k, where, with_vectors=include_vectors)
+        if mode != "hybrid":
+            return backend.search(qvecs, k, where, exact=mode == "exact", ef=ef, with_vectors=include_vectors)
+        depth = min(MAX_K, max(3 * k, 50))
+        vec_lists = backend.search(qvecs, depth, where, exact=False, ef=ef, with_vectors=include_vectors)
+        key_lists = backend.keyword(texts, depth, where, with_vectors=include_vectors)
         out = []
-        pos = 0
-        for c in counts:
-            row = hits[pos:pos + c]
-            pos += c
-            out.append(row if all(row) else [h for h in row if h is not None])
-        return out
-
-    @staticmethod
-    def _as_lists(labels: np.ndarray, dists: np.ndarray) -> list[list[tuple[int, float]]]:
-        out = []
-        for lrow, drow in zip(labels, dists):
-            keep = lrow >= 0
-            out.append(list(zip(lrow[keep].tolist(), drow[keep].tolist())))
-        return out
-
-    def _vector_results(self, qvecs: np.ndarray, k: int, where, *, exact: bool, ef) -> list[list[tuple[int, float]]]:
-        return self._as_lists(*self._vector_arrays(qvecs, k, where, exact=exact, ef=ef))
-
-    def _vector_arrays(self, qvecs: np.ndarray, k: int, where, *, exact: bool, ef) -> tuple[np.ndarray, np.ndarray]:
-        storage = self._storage
-        if where is None:
-            if exact:
-                labels, dists = storage.exact(qvecs, k)
-            else:
-                index = storage.index()
-                labels, dists = index.search(qvecs, k, ef=ef)
-                want = min(k, len(index))
-                short = ((labels >= 0).sum(axis=1) < want).nonzero()[0]
-                if len(short):  # the graph walk found fewer than k: answer those queries exactly
-                    labels[short], dists[short] = storage.exact(qvecs[short], k)
-        else:
-            rids, _ = storage.candidates(where, with_vectors=False)
-            if exact or len(rids) <= max(EXACT_FILTER_LIMIT, k):
-                labels, dists = storage.exact(qvecs, k, where)
-            else:
-                index = storage.index()
-                labels, dists = index.search(qvecs, k, ef=max(ef or index.params.ef_search, k),
-                                             allowed=storage.allowed(where))
-                want = min(k, len(rids))
-                short = ((labels >= 0).sum(axis=1) < want).nonzero()[0]
-                if len(short):  # the graph walk found too few matches: fall back to scanning them
-                    el, ed = storage.exact(qvecs[short], k, where)
-                    labels[short], dists[short] = el, ed
-        return labels, dists
-
-    def _hits(self, results, include_vectors: bool) -> list[list[Hit]]:
-        rids = sorted({rid for res in results for rid, *_ in res})
-        rows = self._storage.fetch(rids, with_vectors=include_vectors)
-        out = []
-        for res in results:
-            hits = []
-            for rid, score, dist, ranks in res:
-                row = rows.get(rid)
-                if row is None:  # deleted between the index lookup and the fetch
-                    continue
-                hits.append(Hit(row.id, float(score), row.document, row.metadata,
-                                None if dist is None else float(dist), ranks, row.vector))
-            out.append(hits)
+        for vlist, klist in zip(vec_lists, key_lists):
+            by_id = {h.id: h for h in klist}
+            by_id.update((h.id, h) for h in vlist)  # the vector side's hit carries the distance
+            fused = fuse({"vector": [(h.id, h.score) for h in vlist], "keyword": [(h.id, h.score) for h in klist]},
+                         alpha, fusion)
+            out.append([by_id[i]._replace(score=score, ranks=ranks) for i, score, ranks in fused[:k]])
         return out

@@ -15,7 +15,6 @@ import numpy as np
 from ..core.errors import InvalidInputError
 from ..core.validation import check_int
 from ..storage.filter import parse as parse_filter
-from .hits import make_hits
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -29,7 +28,6 @@ class RecordArrays:
     vectors: np.ndarray
     documents: list[str | None]
     metadatas: list[dict[str, Any]]
-    rids: np.ndarray  # the store's row ids (the index labels), same order: ascending
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -52,11 +50,7 @@ class NeighborGraph:
 
 def record_arrays(col: Collection, where: dict | None = None) -> RecordArrays:
     """All records of a collection (or those matching ``where``) with their vectors."""
-    if where is not None:
-        parse_filter(where)
-    storage = col._storage
-    with col.store._lock:
-        rows = storage.rows(None, where, None, 0, True)
+    rows = col._storage.rows(None, parse_filter(where), None, 0, True)
     dim = col.spec.dim
     vectors = np.stack([r.vector for r in rows]).astype(np.float32, copy=False) if rows else np.zeros((0, dim), np.float32)
     return RecordArrays(
@@ -64,22 +58,13 @@ def record_arrays(col: Collection, where: dict | None = None) -> RecordArrays:
         vectors=vectors,
         documents=[r.document for r in rows],
         metadatas=[r.metadata for r in rows],
-        rids=np.fromiter((r.rid for r in rows), dtype=np.int64, count=len(rows)),
     )
 
 
-def vectors_by_id(col: Collection, ids: list[str]) -> tuple[list[int], np.ndarray]:
-    """The stored vectors of the records with these ids that exist, in the order asked, with
-    their row ids (for :func:`hits_of`); reads vectors only, not documents or metadata."""
-    with col.store._lock:
-        return col._storage.vectors_by_id(ids)
-
-
-def hits_of(col: Collection, rids: list[int], scores: list[float], distances: list[float]) -> list:
-    """Search hits for rows of ``col`` (by row id) with the given scores, through its row cache
-    (read-only metadata, as every search returns)."""
-    with col.store._lock:
-        return make_hits(*col._storage.hit_columns(rids), scores, distances)
+def search_among(col: Collection, ids: list[str], query: np.ndarray, k: int) -> list:
+    """The ``k`` best of the records ``ids`` for ``query``, scored exactly (a re-rank of
+    candidates); ids that no longer exist are left out."""
+    return col._storage.search_among(ids, np.asarray(query, dtype=np.float32)[None], k)[0]
 
 
 def require_records(records: RecordArrays, col: Collection, what: str, at_least: int = 1) -> None:
@@ -114,32 +99,8 @@ def neighbors_of(
     exact: bool = False, ef: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest other records of the records at positions ``which``: (positions, distances)."""
-    n, m = len(records), len(which)
-    storage = col._storage
-    want = k + 1
-    ef = max(ef or storage.params.ef_search, 2 * want)
-    labels = np.empty((m, want), dtype=np.int64)
-    dists = np.empty((m, want), dtype=np.float32)
-    step = 8_192
-    with col.store._lock:
-        for start in range(0, m, step):
-            q = records.vectors[which[start : start + step]]
-            labels[start : start + step], dists[start : start + step] = col._vector_arrays(
-                q, want, where, exact=exact, ef=ef)
-    # rid -> position (records come in rid order); a rid the index returns that is not in
-    # `records` (filtered out, or written meanwhile) -> -1
-    at = np.minimum(np.searchsorted(records.rids, labels), n - 1)
-    pos = np.where((labels >= 0) & (records.rids[at] == labels), at, -1)
-    # drop each record itself (wherever it came: ties at distance 0 may put a duplicate
-    # first) and keep the first k others
-    keep = (pos >= 0) & (pos != np.asarray(which)[:, None])
-    indices = np.full((m, k), -1, dtype=np.int64)
-    distances = np.full((m, k), np.inf, dtype=np.float32)
-    rank = np.cumsum(keep, axis=1) - 1
-    r, c = np.nonzero(keep & (rank < k))
-    indices[r, rank[r, c]] = pos[r, c]
-    distances[r, rank[r, c]] = dists[r, c]
-    return indices, distances
+    return col._storage.neighbors(records.ids, records.vectors, np.asarray(which), k, parse_filter(where),
+                                  exact=exact, ef=ef)
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:

@@ -30,8 +30,11 @@ from ..core.frozen import EMPTY, FrozenDict
 from ..core.io import atomic_replace, sha256_file, write_json
 from ..core.space import SpaceSpec
 from ..core.validation import canonical_json
-from .sqlfilter import compile_where
-from .index import HnswIndex, HnswParams, exact_topk
+from .base import Capabilities, CollectionBackend
+from .filter import Node
+from .hits import Hit, make_hits
+from .index import HnswIndex, HnswParams, exact_topk, to_scores
+from .sqlfilter import compile_sql
 from .sqlite import fts_table, read_all, translate, write_txn
 
 if TYPE_CHECKING:
@@ -39,6 +42,9 @@ if TYPE_CHECKING:
 
 INDEX_FORMAT = 1
 ROW_CACHE_BYTES = 64 << 20  # rows (id, document, metadata) kept in memory for search results
+#: filtered vector search scans the matching rows exactly up to this many matches,
+#: above it searches the HNSW index restricted to them (measured in bench/search.py)
+EXACT_FILTER_LIMIT = 3_000
 _CHUNK = 500  # SQL variables per IN (...) list
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
@@ -84,12 +90,27 @@ class _Matrix:
     n: int = 0
 
 
+def _as_lists(labels: np.ndarray, dists: np.ndarray) -> list[list[tuple[int, float]]]:
+    out = []
+    for lrow, drow in zip(labels, dists):
+        keep = lrow >= 0
+        out.append(list(zip(lrow[keep].tolist(), drow[keep].tolist())))
+    return out
+
+
 def _chunks(seq: list, size: int = _CHUNK):
     for i in range(0, len(seq), size):
         yield seq[i : i + size]
 
 
-class CollectionStorage:
+class CollectionStorage(CollectionBackend):
+    """The embedded backend of one collection: its rows in SQLite, its indexes derived.
+
+    Every public method takes the store's lock: one thread at a time on the connection
+    and the indexes."""
+
+    capabilities = Capabilities()
+
     def __init__(self, store: EmbeddedStore, cid: int, name: str, spec: SpaceSpec, params: HnswParams):
         self.store, self.cid, self.name, self.spec, self.params = store, cid, name, spec, params
         self.fts = fts_table(cid)
@@ -119,17 +140,22 @@ class CollectionStorage:
         if not self._q("SELECT 1 FROM collections WHERE id = ?", (self.cid,)):
             raise NotFoundError(f"Collection {self.name!r} was deleted from the store {self.store.path}.")
 
-    def count(self, where: Any = None) -> int:
+    def count(self, where: Node | None = None) -> int:
+        with self.store._lock:
+            return self._count(where)
+
+    def _count(self, where: Node | None = None) -> int:
         if where is None:
             row = self._q("SELECT count FROM collections WHERE id = ?", (self.cid,))
             if not row:
                 self.check_exists()
             return int(row[0][0])
-        sql, params = compile_where(where)
+        sql, params = compile_sql(where)
         return int(self._q(f"SELECT COUNT(*) FROM records WHERE collection_id = ? AND {sql}", [self.cid, *params])[0][0])
 
     def count_with_documents(self) -> int:
-        return int(self._q("SELECT COUNT(*) FROM records WHERE collection_id = ? AND document IS NOT NULL "
+        with self.store._lock:
+            return int(self._q("SELECT COUNT(*) FROM records WHERE collection_id = ? AND document IS NOT NULL "
                            "AND document != ''", (self.cid,))[0][0])
 
     def sync(self) -> None:
@@ -169,6 +195,10 @@ class CollectionStorage:
         replace: bool,
     ) -> tuple[int, int]:
         """Insert (or replace) a batch atomically. Returns (inserted, replaced)."""
+        with self.store._lock:
+            return self._write(ids, vectors, documents, metadatas, hashes, replace)
+
+    def _write(self, ids, vectors, documents, metadatas, hashes, replace) -> tuple[int, int]:
         from ..core.errors import AlreadyExistsError
 
         conn = self.conn
@@ -230,7 +260,11 @@ class CollectionStorage:
             conn.execute(f"DELETE FROM records WHERE rid IN ({marks})", part)
             conn.execute(f"DELETE FROM {self.fts} WHERE rowid IN ({marks})", part)
 
-    def delete(self, ids: list[str] | None, where: Any) -> int:
+    def delete(self, ids: list[str] | None, where: Node | None) -> int:
+        with self.store._lock:
+            return self._delete(ids, where)
+
+    def _delete(self, ids: list[str] | None, where: Node | None) -> int:
         conn = self.conn
         with write_txn(conn, self.store.path, self.store.lock_timeout):
             self.check_exists()
@@ -242,12 +276,12 @@ class CollectionStorage:
                     sql = f"SELECT rid FROM records WHERE collection_id = ? AND id IN ({marks})"
                     params: list[Any] = [self.cid, *part]
                     if where is not None:
-                        wsql, wparams = compile_where(where)
+                        wsql, wparams = compile_sql(where)
                         sql += f" AND {wsql}"
                         params += wparams
                     rids.extend(r[0] for r in conn.execute(sql, params))
             else:
-                wsql, wparams = compile_where(where)
+                wsql, wparams = compile_sql(where)
                 rids = [r[0] for r in conn.execute(
                     f"SELECT rid FROM records WHERE collection_id = ? AND {wsql}", [self.cid, *wparams])]
             if not rids:
@@ -382,7 +416,7 @@ class CollectionStorage:
             conn.execute("BEGIN")  # one read snapshot for the seq and the rows
             try:
                 seq = self.last_seq()
-                n = self.count()
+                n = self._count()
                 index = HnswIndex(self.spec.dim, self.spec.metric, self.params, capacity=max(n, 1024))
                 cur = conn.execute(
                     "SELECT rid, vector FROM records WHERE collection_id = ? ORDER BY rid", (self.cid,)
@@ -486,12 +520,12 @@ class CollectionStorage:
     def candidates(self, where: Any, with_vectors: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """rids (and vectors) of the records matching a filter; cached per filter until the next write."""
         self.sync()
-        key = (canonical_json(where), int(with_vectors))
+        key = (where, int(with_vectors))
         hit = self._filter_cache.get(key)
         if hit is not None:
             self._filter_cache.move_to_end(key)
             return hit
-        sql, params = compile_where(where)
+        sql, params = compile_sql(where)
         cols = "rid, vector" if with_vectors else "rid"
         rows = self._q(f"SELECT {cols} FROM records WHERE collection_id = ? AND {sql} ORDER BY rid", [self.cid, *params])
         rids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -509,7 +543,7 @@ class CollectionStorage:
     def allowed(self, where: Any):
         """A membership test for the rids matching a filter (cached with the match set)."""
         rids, _ = self.candidates(where, with_vectors=False)
-        key = ("allowed", canonical_json(where))
+        key = ("allowed", where)
         hit = self._allowed_cache.get(key)
         if hit is None or hit[0] is not rids:
             hit = (rids, set(rids.tolist()).__contains__)
@@ -523,13 +557,13 @@ class CollectionStorage:
         rids, vecs = self.candidates(where, with_vectors=True)
         return exact_topk(vecs, rids, queries, k, self.spec.metric, unit=self.spec.normalize)
 
-    def keyword(self, text: str, k: int, where: Any = None) -> list[tuple[int, float]]:
+    def _keyword(self, text: str, k: int, where: Node | None = None) -> list[tuple[int, float]]:
         self.sync()
         tokens = _TOKEN.findall(text.lower())[:64]
         if not tokens:
             return []
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in dict.fromkeys(tokens))
-        wsql, wparams = compile_where(where)
+        wsql, wparams = compile_sql(where)
         rows = self._q(
             f"SELECT {self.fts}.rowid, bm25({self.fts}) AS s FROM {self.fts} "
             f"JOIN records ON records.rid = {self.fts}.rowid "
@@ -616,9 +650,16 @@ class CollectionStorage:
                 self._row_cache_bytes -= _entry_bytes(self._row_cache.popitem(last=False)[1])
         return frozen
 
-    def vectors_by_id(self, ids: list[str]) -> tuple[list[int], np.ndarray]:
-        """``(rids, vectors)`` of the records with these ids that exist, in the order asked
-        (vectors only: no document or metadata is read or parsed)."""
+    def vectors(self, ids: list[str]) -> tuple[list[str], np.ndarray]:
+        """The stored vectors of the records ``ids`` that exist, in the order asked: (those
+        ids, their vectors)."""
+        with self.store._lock:
+            found, _, vectors = self._vectors_by_id(ids)
+            return found, vectors
+
+    def _vectors_by_id(self, ids: list[str]) -> tuple[list[str], list[int], np.ndarray]:
+        """``(ids, rids, vectors)`` of the records with these ids that exist, in the order
+        asked (vectors only: no document or metadata is read or parsed)."""
         self.sync()
         found: dict[str, tuple[int, bytes]] = {}
         for part in _chunks(ids):
@@ -627,16 +668,21 @@ class CollectionStorage:
                 f"SELECT rid, id, vector FROM records WHERE collection_id = ? AND id IN ({marks})", [self.cid, *part]
             ):
                 found[rec_id] = (rid, blob)
-        hits = [found[i] for i in ids if i in found]
-        if not hits:
-            return [], np.zeros((0, self.spec.dim), dtype=np.float32)
-        vectors = np.frombuffer(b"".join(blob for _, blob in hits), dtype=np.float32).reshape(len(hits), -1)
-        return [rid for rid, _ in hits], vectors
+        present = [i for i in ids if i in found]
+        if not present:
+            return [], [], np.zeros((0, self.spec.dim), dtype=np.float32)
+        vectors = np.frombuffer(b"".join(found[i][1] for i in present), dtype=np.float32).reshape(len(present), -1)
+        return present, [found[i][0] for i in present], vectors
 
-    def rows(self, ids: list[str] | None, where: Any, limit: int | None, offset: int, with_vectors: bool) -> list[Row]:
+    def rows(self, ids: list[str] | None, where: Node | None, limit: int | None, offset: int,
+             with_vectors: bool) -> list[Row]:
+        with self.store._lock:
+            return self._rows(ids, where, limit, offset, with_vectors)
+
+    def _rows(self, ids, where, limit, offset, with_vectors) -> list[Row]:
         self.sync()
         cols = "rid, id, document, metadata, content_hash" + (", vector" if with_vectors else "")
-        wsql, wparams = compile_where(where)
+        wsql, wparams = compile_sql(where)
 
         def make(r):
             vec = np.frombuffer(r[5], dtype=np.float32).copy() if with_vectors else None
@@ -655,6 +701,144 @@ class CollectionStorage:
             return ordered[offset : None if limit is None else offset + limit]
         sql = f"SELECT {cols} FROM records WHERE collection_id = ? AND {wsql} ORDER BY rid LIMIT ? OFFSET ?"
         return [make(r) for r in self._q(sql, [self.cid, *wparams, -1 if limit is None else limit, offset])]
+
+    # -- the collection backend interface: search -------------------------------------------
+    def hashes(self, ids: list[str]) -> dict[str, str]:
+        with self.store._lock:
+            return {i: h for i, (_, h, _) in self.existing(ids).items()}
+
+    def flush(self) -> None:
+        with self.store._lock:
+            self.index()
+            self.save_index()
+            self.checkpoint()
+
+    def search_one(self, vector: np.ndarray, k: int, ef: int | None) -> list[Hit] | None:
+        """One query, no filter, through the index: the common case, lean (the caller checked
+        the vector). None hands anything unusual (too few results) to :meth:`search`."""
+        with self.store._lock:
+            index = self._index
+            if index is None or self.store._poll() != self._generation:
+                index = self.index()
+            found = index.search_one(vector, k, ef)
+            if found is None:
+                return None  # the general path falls back to an exact scan
+            rids, dists = found
+            base = 0.0 if self.spec.metric == "l2" else 1.0  # the score: see index.to_scores
+            return make_hits(*self.hit_columns(rids), [base - d for d in dists], dists)
+
+    def search(self, queries: np.ndarray, k: int, where: Node | None, *, exact: bool, ef: int | None,
+               with_vectors: bool) -> list[list[Hit]]:
+        with self.store._lock:
+            labels, dists = self._vector_arrays(queries, k, where, exact=exact, ef=ef)
+            if not with_vectors:
+                return self._hits_from_arrays(labels, dists)
+            lists = _as_lists(labels, dists)
+            return self._hits([[(rid, s, d, None) for (rid, d), s in
+                                zip(lst, to_scores(np.asarray([d for _, d in lst], dtype=np.float64), self.spec.metric))]
+                               for lst in lists], True)
+
+    def keyword(self, texts: list[str], k: int, where: Node | None, *, with_vectors: bool) -> list[list[Hit]]:
+        with self.store._lock:
+            return self._hits([[(rid, s, None, None) for rid, s in self._keyword(t, k, where)] for t in texts],
+                              with_vectors)
+
+    def search_among(self, ids: list[str], queries: np.ndarray, k: int) -> list[list[Hit]]:
+        """Exact search restricted to the records ``ids`` (a re-rank of candidates)."""
+        with self.store._lock:
+            _, rids, vectors = self._vectors_by_id(ids)
+            labels, dists = exact_topk(vectors, np.asarray(rids, dtype=np.int64), queries, k, self.spec.metric,
+                                       unit=self.spec.normalize)
+            return self._hits_from_arrays(labels, dists)
+
+    def neighbors(self, ids: list[str], vectors: np.ndarray, which: np.ndarray, k: int, where: Node | None, *,
+                  exact: bool = False, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest others of the records at positions ``which`` of ``ids`` (whose
+        vectors are ``vectors``): (positions in ``ids``, or -1; the metric's distances)."""
+        with self.store._lock:
+            n, m = len(ids), len(which)
+            rid_of = dict(self._q("SELECT id, rid FROM records WHERE collection_id = ?", (self.cid,)))
+            rids = np.fromiter((rid_of.get(i, -1) for i in ids), dtype=np.int64, count=n)
+            order = np.argsort(rids, kind="stable")
+            sorted_rids = rids[order]
+            want = k + 1
+            ef = max(ef or self.params.ef_search, 2 * want)
+            labels = np.empty((m, want), dtype=np.int64)
+            dists = np.empty((m, want), dtype=np.float32)
+            step = 8_192
+            for start in range(0, m, step):
+                q = vectors[which[start : start + step]]
+                labels[start : start + step], dists[start : start + step] = self._vector_arrays(
+                    q, want, where, exact=exact, ef=ef)
+        # rid -> position in ids; a rid not among them (filtered out, written meanwhile) -> -1
+        at = np.minimum(np.searchsorted(sorted_rids, labels), n - 1)
+        pos = np.where((labels >= 0) & (sorted_rids[at] == labels), order[at], -1)
+        # drop each record itself (wherever it came: ties at distance 0 may put a duplicate
+        # first) and keep the first k others
+        keep = (pos >= 0) & (pos != np.asarray(which)[:, None])
+        indices = np.full((m, k), -1, dtype=np.int64)
+        distances = np.full((m, k), np.inf, dtype=np.float32)
+        rank = np.cumsum(keep, axis=1) - 1
+        r, c = np.nonzero(keep & (rank < k))
+        indices[r, rank[r, c]] = pos[r, c]
+        distances[r, rank[r, c]] = dists[r, c]
+        return indices, distances
+
+    # -- the query plan ------------------------------------------------------------------------
+    def _vector_arrays(self, qvecs: np.ndarray, k: int, where: Node | None, *, exact: bool,
+                       ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+        if where is None:
+            if exact:
+                return self.exact(qvecs, k)
+            index = self.index()
+            labels, dists = index.search(qvecs, k, ef=ef)
+            want = min(k, len(index))
+            short = ((labels >= 0).sum(axis=1) < want).nonzero()[0]
+            if len(short):  # the graph walk found fewer than k: answer those queries exactly
+                labels[short], dists[short] = self.exact(qvecs[short], k)
+            return labels, dists
+        rids, _ = self.candidates(where, with_vectors=False)
+        if exact or len(rids) <= max(EXACT_FILTER_LIMIT, k):
+            return self.exact(qvecs, k, where)
+        index = self.index()
+        labels, dists = index.search(qvecs, k, ef=max(ef or index.params.ef_search, k), allowed=self.allowed(where))
+        want = min(k, len(rids))
+        short = ((labels >= 0).sum(axis=1) < want).nonzero()[0]
+        if len(short):  # the graph walk found too few matches: fall back to scanning them
+            labels[short], dists[short] = self.exact(qvecs[short], k, where)
+        return labels, dists
+
+    def _hits_from_arrays(self, labels: np.ndarray, dists: np.ndarray) -> list[list[Hit]]:
+        """Result arrays straight to hits through the row cache (the batch hot path): one
+        lookup and one C-level pass make every hit of the batch, then the rows are cut out."""
+        valid = labels >= 0
+        counts = valid.sum(axis=1).tolist()
+        d = dists[valid].astype(np.float64)
+        base = 0.0 if self.spec.metric == "l2" else 1.0  # the score: see index.to_scores
+        hits = make_hits(*self.hit_columns(labels[valid].tolist()), (base - d).tolist(), d.tolist(), keep_gone=True)
+        out = []
+        pos = 0
+        for c in counts:
+            row = hits[pos:pos + c]
+            pos += c
+            out.append(row if all(row) else [h for h in row if h is not None])
+        return out
+
+    def _hits(self, results, include_vectors: bool) -> list[list[Hit]]:
+        """Hits from ``(rid, score, distance, ranks)`` lists (rows deleted meanwhile left out)."""
+        rids = sorted({rid for res in results for rid, *_ in res})
+        rows = self.fetch(rids, with_vectors=include_vectors)
+        out = []
+        for res in results:
+            hits = []
+            for rid, score, dist, ranks in res:
+                row = rows.get(rid)
+                if row is None:  # deleted between the index lookup and the fetch
+                    continue
+                hits.append(Hit(row.id, float(score), row.document, row.metadata,
+                                None if dist is None else float(dist), ranks, row.vector))
+            out.append(hits)
+        return out
 
     def disk_bytes(self) -> int:
         total = 0

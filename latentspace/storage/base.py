@@ -1,0 +1,123 @@
+"""The storage seam: what a store backend and a collection backend do for the layers above.
+
+Everything above storage (``Collection``, search modes, hybrid fusion, migration, the apps,
+analysis, the CLI) reaches records only through these two interfaces, so it works
+unchanged on any backend. String ids cross the boundary, never a backend's row ids; a
+backend keeps its own locks, caches, change log and query planner. Filters arrive as the
+validated tree of :mod:`.filter` (``None``: no filter), which each backend compiles its
+own way. Every backend is held to one conformance suite (``tests/storage/``), against the
+memory backend as the reference; :class:`Capabilities` says what a backend cannot do, and
+the suite skips exactly that, saying why.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..core.space import SpaceSpec
+from .filter import Node
+from .hits import Hit
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend supports. A False entry is a documented gap, not an error: the
+    conformance suite skips the matching checks and says why."""
+
+    persistent: bool = True  # survives close and reopen
+    multi_process: bool = True  # other processes may read and write the same store
+    keyword: bool = True  # BM25 keyword search
+    ann: bool = True  # an approximate index (else every search is exact)
+    atomic_swap: bool = True  # two collection names swapped atomically (migration's switch)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One stored record as a backend returns it (``vector`` only when asked for)."""
+
+    id: str
+    document: str | None
+    metadata: dict[str, Any]
+    vector: np.ndarray | None
+    content_hash: str
+
+
+class CollectionBackend(ABC):
+    """One collection's records: writes, reads, vector and keyword search."""
+
+    spec: SpaceSpec
+    name: str
+    capabilities: Capabilities
+
+    # -- size and content ------------------------------------------------------------------
+    @abstractmethod
+    def count(self, where: Node | None = None) -> int:
+        """How many records (matching ``where``)."""
+
+    @abstractmethod
+    def count_with_documents(self) -> int:
+        """How many records carry a document (text): what migration can re-embed."""
+
+    @abstractmethod
+    def hashes(self, ids: list[str]) -> dict[str, str]:
+        """The content hash of each of ``ids`` that exists."""
+
+    @abstractmethod
+    def vectors(self, ids: list[str]) -> tuple[list[str], np.ndarray]:
+        """The stored vectors of those of ``ids`` that exist, in the order asked: (ids, vectors)."""
+
+    # -- writes ---------------------------------------------------------------------------
+    @abstractmethod
+    def write(self, ids: list[str], vectors: np.ndarray, documents: list[str | None], metadatas: list[dict],
+              hashes: list[str], *, replace: bool) -> tuple[int, int]:
+        """Write a batch atomically: all of it or nothing. ``replace=False`` refuses an id that
+        exists (AlreadyExistsError, nothing written). Returns (added, replaced)."""
+
+    @abstractmethod
+    def delete(self, ids: list[str] | None, where: Node | None) -> int:
+        """Delete by ids, by filter, or both (the ids that match). Returns how many."""
+
+    # -- reads ----------------------------------------------------------------------------
+    @abstractmethod
+    def rows(self, ids: list[str] | None, where: Node | None, limit: int | None, offset: int,
+             with_vectors: bool) -> list[Row]:
+        """Records by id (in the order asked; unknown ids left out) and/or filter, in the
+        backend's stable order (insertion order where it has one)."""
+
+    # -- search ---------------------------------------------------------------------------
+    @abstractmethod
+    def search(self, queries: np.ndarray, k: int, where: Node | None, *, exact: bool, ef: int | None,
+               with_vectors: bool) -> list[list[Hit]]:
+        """The ``k`` nearest records of each query (of those matching ``where``; fewer only
+        when fewer match): lists of Hits (score higher-is-better, distance under the metric,
+        as :func:`.index.to_scores` relates them), best first. ``exact=True`` scans."""
+
+    @abstractmethod
+    def search_one(self, vector: np.ndarray, k: int, ef: int | None) -> list[Hit] | None:
+        """One checked query vector, no filter: the hot path. None hands it to :meth:`search`."""
+
+    @abstractmethod
+    def search_among(self, ids: list[str], queries: np.ndarray, k: int) -> list[list[Hit]]:
+        """Exact search restricted to the records ``ids`` (a re-rank of candidates)."""
+
+    @abstractmethod
+    def neighbors(self, ids: list[str], vectors: np.ndarray, which: np.ndarray, k: int, where: Node | None, *,
+                  exact: bool = False, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest other records of the records at positions ``which`` of ``ids``
+        (stored vectors ``vectors``; those matching ``where``): (positions in ``ids``, -1 where
+        fewer were found; distances under the metric). The applications' neighbour graph."""
+
+    @abstractmethod
+    def keyword(self, texts: list[str], k: int, where: Node | None, *, with_vectors: bool) -> list[list[Hit]]:
+        """BM25 keyword search: lists of Hits with positive scores, best first."""
+
+    @abstractmethod
+    def flush(self) -> None:
+        """Persist whatever is derived and behind (indexes), so the next open is fast."""
+
+
+__all__ = ["Capabilities", "CollectionBackend", "Row"]
