@@ -33,7 +33,7 @@ from ..storage.hits import Hit, Record
 if TYPE_CHECKING:
     from ..embed.base import Encoder
     from ..storage.collection_storage import CollectionStorage
-    from ..storage.store import CollectionInfo
+    from ..storage.base import CollectionInfo
     from .store import Store
 
 Mode = Literal["vector", "exact", "keyword", "hybrid"]

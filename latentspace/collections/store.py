@@ -16,7 +16,8 @@ from ..core.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from ..core.space import METRICS, SpaceSpec
 from ..core.validation import check_choice, check_metadata, check_name
 from ..storage.index import HnswParams
-from ..storage.store import CollectionInfo, EmbeddedStore
+from ..storage.base import CollectionInfo, StoreBackend
+from ..storage.store import EmbeddedStore
 from .collection import Collection
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ class Store:
     processes, each seeing committed writes on its next query.
     """
 
-    def __init__(self, backend: EmbeddedStore):
+    def __init__(self, backend: StoreBackend):
         self._backend = backend
 
     # -- the backend's identity and lifetime ---------------------------------------------
@@ -60,8 +61,13 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @property
+    def capabilities(self):
+        """What the backend supports (see :class:`latentspace.storage.base.Capabilities`)."""
+        return self._backend.capabilities
+
     def __repr__(self) -> str:
-        return f"Store({str(self.path)!r})"
+        return f"Store({str(self.path)!r})" if self.path is not None else f"Store({self._backend!r})"
 
     def disk_bytes(self) -> int:
         return self._backend.disk_bytes()
@@ -155,11 +161,21 @@ class Store:
         return self._backend.drop_retired(name)
 
 
+MEMORY = ":memory:"
+
+
 def open_store(uri: str | os.PathLike, **options: Any) -> Store:
     """Open (or create) a store. ``uri``: a directory path, the embedded store (options:
-    ``lock_timeout``, ``create``, ``verbose``)."""
+    ``lock_timeout``, ``create``, ``verbose``); or ``":memory:"``, collections in this
+    process's memory (exact search; gone when it ends)."""
     if not isinstance(uri, (str, os.PathLike)):
-        raise InvalidInputError(f"open_store takes a path. Got {type(uri).__name__}.")
+        raise InvalidInputError(f"open_store takes a path or ':memory:'. Got {type(uri).__name__}.")
+    if uri == MEMORY:
+        from ..storage.memory import MemoryStore
+
+        if options:
+            raise InvalidInputError(f"The memory store takes no options; got {sorted(options)}.")
+        return Store(MemoryStore())
     return Store(EmbeddedStore(uri, **options))
 
 

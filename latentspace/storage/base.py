@@ -21,6 +21,7 @@ import numpy as np
 from ..core.space import SpaceSpec
 from .filter import Node
 from .hits import Hit
+from .index import HnswParams
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,26 @@ class Row:
     metadata: dict[str, Any]
     vector: np.ndarray | None
     content_hash: str
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """A collection as the catalog holds it: name, size, space, encoder config, settings."""
+
+    name: str
+    count: int
+    spec: SpaceSpec
+    encoder: dict[str, Any] | None
+    hnsw: HnswParams
+    metadata: dict[str, Any]
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "count": self.count, "spec": self.spec.to_dict(), "fingerprint": self.spec.fingerprint,
+            "encoder": self.encoder, "hnsw": self.hnsw.to_dict(), "metadata": self.metadata,
+            "created_at": self.created_at,
+        }
 
 
 class CollectionBackend(ABC):
@@ -120,4 +141,62 @@ class CollectionBackend(ABC):
         """Persist whatever is derived and behind (indexes), so the next open is fast."""
 
 
-__all__ = ["Capabilities", "CollectionBackend", "Row"]
+class StoreBackend(ABC):
+    """Where collections live: the catalog, atomic name swaps for migration, history.
+
+    Names starting with ``~`` are the store's own (migration shadows ``~name~<fp>``, retired
+    spaces ``~name~retired~<n>``): hidden from listings, renamed with their collection."""
+
+    capabilities: Capabilities
+    path: Any  # where it lives (a directory, or None in memory)
+    messages: list[str]  # what the store did on its own (index rebuilds), oldest first
+    _lock: Any  # one thread at a time on the backend
+
+    @abstractmethod
+    def create_collection(self, name: str, spec: SpaceSpec, encoder: dict[str, Any] | None, params: Any,
+                          metadata: dict[str, Any]) -> None:
+        """Add a collection (AlreadyExistsError if the name is taken)."""
+
+    @abstractmethod
+    def open_collection(self, name: str) -> tuple[CollectionInfo, CollectionBackend]:
+        """The catalog entry of ``name`` and its backend (NotFoundError naming the collections there)."""
+
+    @abstractmethod
+    def list_names(self) -> list[str]:
+        """The visible collections' names, sorted."""
+
+    @abstractmethod
+    def list_collections(self) -> list[CollectionInfo]:
+        """The visible collections, sorted by name."""
+
+    @abstractmethod
+    def collection_info(self, name: str) -> CollectionInfo: ...
+
+    @abstractmethod
+    def delete_collection(self, name: str) -> None: ...
+
+    @abstractmethod
+    def rename_collection(self, name: str, new_name: str) -> None:
+        """Rename atomically, with the store's own names derived from it and the history."""
+
+    @abstractmethod
+    def swap(self, name: str, new_internal: str, action: str) -> None:
+        """Atomically give ``name`` to collection ``new_internal``, retire the current one, log it."""
+
+    @abstractmethod
+    def collection_history(self, name: str) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def rollback_collection(self, name: str) -> None: ...
+
+    @abstractmethod
+    def drop_retired(self, name: str) -> int: ...
+
+    @abstractmethod
+    def disk_bytes(self) -> int: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+__all__ = ["Capabilities", "CollectionBackend", "CollectionInfo", "Row", "StoreBackend"]

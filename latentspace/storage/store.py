@@ -15,34 +15,16 @@ import sqlite3
 import threading
 import time
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from ..core.space import SpaceSpec
 from ..core.validation import canonical_json, check_float, check_name
+from .base import Capabilities, CollectionInfo, StoreBackend
 from .collection_storage import CollectionStorage, drop_index_files
 from .index import HnswParams
 from .sqlite import DB_NAME, connect, fts_schema, read_all, translate, write_txn
-
-
-@dataclass(frozen=True)
-class CollectionInfo:
-    name: str
-    count: int
-    spec: SpaceSpec
-    encoder: dict[str, Any] | None
-    hnsw: HnswParams
-    metadata: dict[str, Any]
-    created_at: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "count": self.count, "spec": self.spec.to_dict(), "fingerprint": self.spec.fingerprint,
-            "encoder": self.encoder, "hnsw": self.hnsw.to_dict(), "metadata": self.metadata,
-            "created_at": self.created_at,
-        }
 
 
 _OPEN: weakref.WeakSet[EmbeddedStore] = weakref.WeakSet()
@@ -100,12 +82,14 @@ class _WalIndexWatch:
             self._map = None
 
 
-class EmbeddedStore:
+class EmbeddedStore(StoreBackend):
     """A directory of collections. SQLite (WAL) is the truth; index files are derived.
 
     One writer at a time (SQLite's lock; :class:`StoreLockedError` after ``lock_timeout``
     seconds), any number of reader processes, each seeing committed writes on its next query.
     """
+
+    capabilities = Capabilities()
 
     def __init__(self, path: str | os.PathLike, *, lock_timeout: float = 10.0, create: bool = True, verbose: bool = False):
         self.lock_timeout = check_float(lock_timeout, "lock_timeout", "open_store", 0.0, 86400.0)

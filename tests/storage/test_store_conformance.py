@@ -1,4 +1,4 @@
-"""One conformance suite for every Store backend (the embedded store today)."""
+"""One conformance suite for every Store backend (tests/storage/conftest.py lists them)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ import pytest
 
 import latentspace as ls
 
-from .conftest import unit_rows
+from ..conftest import unit_rows
+from .conftest import BACKENDS, require
 
-BACKENDS = {"embedded": lambda path: ls.open_store(path)}
 
-
-@pytest.fixture(params=sorted(BACKENDS))
-def backend(request, tmp_path):
+@pytest.fixture
+def backend(backend_name, tmp_path):
+    """Opens the store: again on the same folder after a close, for a backend that persists."""
     opened = []
 
     def make():
-        s = BACKENDS[request.param](tmp_path / "store")
+        s = BACKENDS[backend_name](tmp_path / "store")
         opened.append(s)
         return s
 
@@ -78,6 +78,7 @@ def test_rename_collection(backend):
     assert [h.id for h in renamed.search(vector=x[4], k=5)] == [h.id for h in before]
     col.add(["late"], vectors=unit_rows(1, 16, seed=77))  # a handle opened before the rename still works
     assert len(renamed) == 31
+    require(st, "persistent")
     st.close()
     again = ls.open_store(st.path)
     assert len(again.get_collection("new")) == 31
@@ -96,6 +97,7 @@ def test_add_get_count_and_persist(backend):
     np.testing.assert_array_equal(got[0].vector, x[5])
     assert [r.id for r in col.get(where={"i": {"$lt": 3}})] == ["r0", "r1", "r2"]
     assert len(col.get(limit=10, offset=195)) == 5
+    require(st, "persistent")
     st.close()
     st2 = backend()
     col2 = st2.get_collection("c")

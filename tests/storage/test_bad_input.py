@@ -10,7 +10,7 @@ import pytest
 import latentspace as ls
 from latentspace.embed.base import Encoder
 
-from .conftest import snapshot, unit_rows
+from ..conftest import snapshot, unit_rows
 
 SPEC = ls.SpaceSpec(model="m", dim=8, normalize=True, modality="vector")
 

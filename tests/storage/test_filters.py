@@ -5,7 +5,8 @@ import latentspace as ls
 from latentspace.storage.filter import matches as _matches
 from latentspace.storage.filter import parse
 
-from .conftest import unit_rows
+from ..conftest import unit_rows
+from .conftest import BACKENDS
 
 
 def matches(where, document, metadata) -> bool:
@@ -69,10 +70,10 @@ def data():
     return docs, metas
 
 
-@pytest.fixture(scope="module")
-def col(tmp_path_factory, data):
+@pytest.fixture(scope="module", params=sorted(BACKENDS))
+def col(request, tmp_path_factory, data):
     docs, metas = data
-    st = ls.open_store(tmp_path_factory.mktemp("f") / "s")
+    st = BACKENDS[request.param](tmp_path_factory.mktemp("f") / "s")
     c = st.create_collection("f", space=ls.SpaceSpec(model="m", dim=8, modality="vector"))
     c.add([f"r{i}" for i in range(len(docs))], documents=docs, metadatas=metas, vectors=unit_rows(len(docs), 8))
     yield c

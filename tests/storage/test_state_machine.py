@@ -33,12 +33,15 @@ def vec(seed: int) -> np.ndarray:
 
 
 class CollectionMachine(RuleBasedStateMachine):
+    """A Collection of the embedded store against a dict of what it should hold, with restarts."""
+
     ids = Bundle("ids")
+    URI: str | None = None  # None: a fresh directory (the embedded store)
 
     @initialize()
     def setup(self):
         self.dir = tempfile.mkdtemp()
-        self.store = ls.open_store(self.dir)
+        self.store = ls.open_store(self.URI or self.dir)
         self.col = self.store.create_collection("c", space=SPEC)
         self.model: dict[str, tuple[np.ndarray, dict, str]] = {}
 
@@ -82,8 +85,9 @@ class CollectionMachine(RuleBasedStateMachine):
 
     @rule()
     def reopen(self):
-        self.store.close()
-        self.store = ls.open_store(self.dir)
+        if self.store.capabilities.persistent:  # a restart; else a fresh handle on the same store
+            self.store.close()
+            self.store = ls.open_store(self.URI or self.dir)
         self.col = self.store.get_collection("c")
 
     @precondition(lambda self: len(self.model) > 0)
@@ -156,3 +160,15 @@ SmallCacheMachine.TestCase.settings = settings(
     max_examples=30, stateful_step_count=40, deadline=None, suppress_health_check=list(HealthCheck)
 )
 TestSmallCacheMachine = SmallCacheMachine.TestCase
+
+
+class MemoryMachine(CollectionMachine):
+    """The same rules on the memory backend (the reference: exact search)."""
+
+    URI = ":memory:"
+
+
+MemoryMachine.TestCase.settings = settings(
+    max_examples=40, stateful_step_count=40, deadline=None, suppress_health_check=list(HealthCheck)
+)
+TestMemoryMachine = MemoryMachine.TestCase
