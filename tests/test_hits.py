@@ -61,7 +61,7 @@ def test_vectors_by_id_and_search_among(tmp_path):
 
 
 def test_row_cache_stays_in_its_bound_and_results_stay_right(tmp_path, monkeypatch):
-    from latentspace.storage import collection_storage
+    from latentspace.storage.embedded import rowcache as collection_storage
 
     monkeypatch.setattr(collection_storage, "ROW_CACHE_BYTES", 3_000)
     st = ls.open_store(tmp_path / "s")

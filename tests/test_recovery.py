@@ -178,7 +178,7 @@ def test_a_transient_locking_protocol_error_is_retried_then_typed(tmp_path):
     retry it, and if it persists it is a StoreLockedError, never 'corrupt store'."""
     import sqlite3
 
-    from latentspace.storage.sqlite import read_all, translate
+    from latentspace.storage.embedded.sqlite import read_all, translate
 
     class Flaky:
         def __init__(self, failures):

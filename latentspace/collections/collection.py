@@ -32,7 +32,7 @@ from ..storage.hits import Hit, Record
 
 if TYPE_CHECKING:
     from ..embed.base import Encoder
-    from ..storage.collection_storage import CollectionStorage
+    from ..storage.embedded import CollectionStorage
     from ..storage.base import CollectionInfo
     from .store import Store
 

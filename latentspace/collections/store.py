@@ -17,7 +17,7 @@ from ..core.space import METRICS, SpaceSpec
 from ..core.validation import check_choice, check_metadata, check_name
 from ..storage.index import HnswParams
 from ..storage.base import CollectionInfo, StoreBackend
-from ..storage.store import EmbeddedStore
+from ..storage.embedded import EmbeddedStore
 from .collection import Collection
 
 if TYPE_CHECKING:

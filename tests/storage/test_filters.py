@@ -126,7 +126,7 @@ def test_values_are_bound_not_interpolated(col):
 
 def test_filters_parse_once_into_a_tree_that_backends_compile():
     from latentspace.storage.filter import And, DocContains, Field, Not, Or
-    from latentspace.storage.sqlfilter import compile_sql
+    from latentspace.storage.embedded.sqlfilter import compile_sql
 
     tree = parse({"year": {"$gte": 2020, "$ne": 2022}, "$or": [{"lang": {"$nin": ["en"]}}, {"$contains": "cat"}],
                   "tags": {"$not": {"$contains": "x"}}})

@@ -143,14 +143,14 @@ class SmallCacheMachine(CollectionMachine):
 
     @initialize()
     def setup(self):
-        from latentspace.storage import collection_storage
+        from latentspace.storage.embedded import rowcache as collection_storage
 
         self._saved_bound = collection_storage.ROW_CACHE_BYTES
         collection_storage.ROW_CACHE_BYTES = 1_500
         super().setup()
 
     def teardown(self):
-        from latentspace.storage import collection_storage
+        from latentspace.storage.embedded import rowcache as collection_storage
 
         super().teardown()
         collection_storage.ROW_CACHE_BYTES = self._saved_bound

@@ -18,12 +18,13 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import AlreadyExistsError, InvalidInputError, NotFoundError
-from ..core.space import SpaceSpec
-from ..core.validation import canonical_json, check_float, check_name
-from .base import Capabilities, CollectionInfo, StoreBackend
-from .collection_storage import CollectionStorage, drop_index_files
-from .index import HnswParams
+from ...core.errors import AlreadyExistsError, InvalidInputError, NotFoundError
+from ...core.space import SpaceSpec
+from ...core.validation import canonical_json, check_float, check_name
+from ..base import Capabilities, CollectionInfo, StoreBackend
+from .annfiles import drop_index_files
+from .collection import CollectionStorage
+from ..index import HnswParams
 from .sqlite import DB_NAME, connect, fts_schema, read_all, translate, write_txn
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .filter import And, DocContains, Field, Node, Not, Or, kind, parse
+from ..filter import And, DocContains, Field, Node, Not, Or, kind, parse
 
 _SYMBOLS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import CorruptStoreError, StoreFormatError, StoreLockedError
+from ...core.errors import CorruptStoreError, StoreFormatError, StoreLockedError
 
 FORMAT_VERSION = 1
 DB_NAME = "latentspace.db"

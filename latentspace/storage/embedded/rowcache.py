@@ -1,0 +1,131 @@
+"""The row cache: what search results are made of, kept in memory.
+
+A row id's row never changes (an upsert writes a new row id), so a cached row is always
+current. An entry is ``(id, document, metadata)`` and nothing else: flat metadata is a
+:class:`FrozenDict` every hit of the row shares, nested metadata its JSON text, parsed per
+hit. Bounded by bytes, first in first out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+
+from ...core.frozen import EMPTY, FrozenDict
+
+ROW_CACHE_BYTES = 64 << 20  # rows (id, document, metadata) kept in memory for search results
+_CHUNK = 500  # SQL variables per IN (...) list
+_GONE = (None, None, EMPTY)  # a row cache entry for a rid deleted meanwhile
+
+
+@dataclass
+class Row:
+    rid: int
+    id: str
+    document: str | None
+    metadata: dict[str, Any]
+    vector: np.ndarray | None = None
+    content_hash: str = ""
+
+
+def chunks(seq: list, size: int = _CHUNK):
+    """``seq`` in pieces small enough for one SQL ``IN (...)`` list."""
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+def _entry_of(row: Row | None) -> tuple:
+    return _GONE if row is None else (row.id, row.document, row.metadata)
+
+
+def _entry_bytes(entry: tuple) -> int:
+    """What a row cache entry counts against ROW_CACHE_BYTES (a fixed function of the entry)."""
+    rec_id, doc, meta = entry
+    return 200 + len(rec_id) + len(doc or "") + (len(meta) if type(meta) is str else 64 * len(meta))
+
+
+class RowCache:
+    """Rows by row id for search hits, through a bounded in-memory cache. (A part of :class:`.collection.CollectionStorage`.)"""
+
+    def _entries(self, rids: list[int]) -> list[tuple]:
+        """Row cache entries ``(id, document, metadata)`` per rid, in order, fetching the
+        missing ones; a rid deleted meanwhile gets ``(None, None, {})``."""
+        get = self._row_cache.get
+        out = [get(r) for r in rids]
+        if None in out:
+            # from the fetched rows, not from the cache again: a batch larger than the cache
+            # evicts some of its own rows while it is being filled
+            rows = self.fetch([r for r, e in zip(rids, out) if e is None])
+            out = [e if e is not None else _entry_of(rows.get(r)) for r, e in zip(rids, out)]
+        return out
+
+    def hit_columns(self, rids: list[int]) -> tuple[tuple, tuple, Sequence]:
+        """``(ids, documents, metadatas)`` of ``rids``, in order, for search hits (the hot path).
+
+        Metadata is a :class:`FrozenDict`: flat metadata is the cache's own object, shared,
+        nested metadata is parsed anew. A rid deleted meanwhile has id None.
+        """
+        if not rids:
+            return (), (), ()
+        cache = self._row_cache
+        try:  # itemgetter looks all rids up in one C call
+            found = itemgetter(*rids)(cache) if len(rids) > 1 else (cache[rids[0]],)
+        except KeyError:
+            found = self._entries(rids)
+        ids, docs, metas = zip(*found)
+        if str in map(type, metas):  # nested metadata, cached as JSON (its lists and dicts could be changed)
+            metas = [m if type(m) is not str else FrozenDict(json.loads(m)) for m in metas]
+        return ids, docs, metas
+
+    def fetch(self, rids: list[int], with_vectors: bool = False) -> dict[int, Row]:
+        """Rows by rid, with read-only metadata. A rid's row never changes (an upsert writes a
+        new rid), so rows are cached in memory (bounded by bytes) and a cached row is current."""
+        out: dict[int, Row] = {}
+        cache = self._row_cache
+        missing = []
+        if not with_vectors:
+            for rid in rids:
+                hit = cache.get(rid)
+                if hit is None:
+                    missing.append(rid)
+                else:
+                    rec_id, doc, meta = hit
+                    out[rid] = Row(rid, rec_id, doc, meta if type(meta) is not str else FrozenDict(json.loads(meta)))
+        else:
+            missing = list(rids)
+        cols = "rid, id, document, metadata, content_hash" + (", vector" if with_vectors else "")
+        for part in chunks(missing):
+            marks = ",".join("?" * len(part))
+            for r in self._q(f"SELECT {cols} FROM records WHERE rid IN ({marks})", part):
+                vec = np.frombuffer(r[5], dtype=np.float32).copy() if with_vectors else None
+                meta = self._cache_row(r[0], r[1], r[2], r[3])
+                out[r[0]] = Row(r[0], r[1], r[2], meta, vec, r[4])
+        return out
+
+    def _cache_row(self, rid, rec_id, doc, meta_text) -> FrozenDict:
+        """Cache one row as ``(id, document, metadata)``; returns its metadata as a FrozenDict.
+
+        Flat metadata is cached as a FrozenDict that every hit shares; nested metadata as its
+        JSON text, parsed per hit (so no hit can change what another sees). Eviction is
+        first-in first-out: cheaper per hit than LRU bookkeeping. An entry holds nothing
+        else: search touches every object of the entries it returns, and memory latency on
+        a large cache is most of that cost.
+        """
+        cached = self._row_cache.get(rid)
+        if cached is not None and type(cached[2]) is not str:
+            return cached[2]
+        meta = json.loads(meta_text)
+        flat = all(not isinstance(v, (dict, list)) for v in meta.values())
+        frozen = FrozenDict(meta) if meta else EMPTY
+        if cached is None:
+            entry = (rec_id, doc, frozen if flat else meta_text)
+            self._row_cache[rid] = entry
+            self._row_cache_bytes += _entry_bytes(entry)
+            while self._row_cache_bytes > ROW_CACHE_BYTES and self._row_cache:
+                self._row_cache_bytes -= _entry_bytes(self._row_cache.popitem(last=False)[1])
+        return frozen
