@@ -59,3 +59,33 @@ def test_text_queries_find_their_own_document(filled):
     for rec in docs:
         hits = col.search(rec.document, k=3)
         assert rec.id in [h.id for h in hits]
+
+
+def test_the_filtered_plan_follows_measured_costs(filled, monkeypatch):
+    """The planner learns both plans' costs from its own timings (the first large filtered
+    search runs both) and then runs the cheaper one; answers stay right either way."""
+    from latentspace.storage.embedded import planner
+
+    col, qvecs, enc = filled
+    storage = col._storage
+    storage._plan_costs = planner.PlanCosts()
+    where = {"bucket": {"$in": [1, 2, 3, 4, 5, 6, 7, 8]}}  # 80% of the records
+    ran = []
+    real_exact, real_walk = type(storage).exact, type(storage)._walk
+    monkeypatch.setattr(type(storage), "exact", lambda self, *a, **kw: ran.append("exact") or real_exact(self, *a, **kw))
+    monkeypatch.setattr(type(storage), "_walk", lambda self, *a, **kw: ran.append("walk") or real_walk(self, *a, **kw))
+    first = col.search(vector=qvecs[0], space=enc.spec, k=10, where=where)
+    assert ran == ["exact", "walk"] and storage._plan_costs.choose(100, 1000) is not None
+    truth = col.search(vector=qvecs[0], space=enc.spec, k=10, where=where, mode="exact")
+    assert [h.id for h in first] == [h.id for h in truth]  # the calibrating search answers exactly
+    costs = storage._plan_costs
+    costs.scan_per_row, costs.walk_at_full = 1e-9, 1.0  # scanning is cheap here: the plan follows
+    ran.clear()
+    col.search(vector=qvecs[1], space=enc.spec, k=10, where=where)
+    assert ran == ["exact"]
+    costs.scan_per_row, costs.walk_at_full = 1.0, 1e-9
+    ran.clear()
+    hits = col.search(vector=qvecs[1], space=enc.spec, k=10, where=where)
+    assert ran == ["walk"] and len(hits) == 10
+    m, n = col.count(where), len(col)
+    assert planner.PlanCosts(2e-9, 1e-5).choose(m, n) == ("exact" if 2e-9 * m <= 1e-5 * n / m else "walk")

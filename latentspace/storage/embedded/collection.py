@@ -27,7 +27,7 @@ from ..index import HnswIndex, HnswParams, exact_topk, to_scores
 from .annfiles import IndexFiles
 from .changelog import ChangeLog
 from .matrix import ExactMatrix, _Matrix
-from .planner import Planner
+from .planner import PlanCosts, Planner
 from .rowcache import Row, RowCache, chunks
 from .sqlfilter import compile_sql
 from .sqlite import fts_table, read_all, write_txn
@@ -69,6 +69,7 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
         self._row_cache: OrderedDict[int, tuple] = OrderedDict()
         self._allowed_cache: dict = {}
         self._row_cache_bytes = 0
+        self._plan_costs = PlanCosts()
 
     @property
     def conn(self) -> sqlite3.Connection:
