@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import warnings
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
