@@ -62,8 +62,9 @@ def test_text_queries_find_their_own_document(filled):
 
 
 def test_the_filtered_plan_follows_measured_costs(filled, monkeypatch):
-    """The planner learns both plans' costs from its own timings (the first large filtered
-    search runs both) and then runs the cheaper one; answers stay right either way."""
+    """The planner learns each plan's cost from its own timings (the first large filtered
+    search runs every plan that applies) and then runs the cheapest; answers stay right
+    whichever runs."""
     from latentspace.storage.embedded import planner
 
     col, qvecs, enc = filled
@@ -71,21 +72,67 @@ def test_the_filtered_plan_follows_measured_costs(filled, monkeypatch):
     storage._plan_costs = planner.PlanCosts()
     where = {"bucket": {"$in": [1, 2, 3, 4, 5, 6, 7, 8]}}  # 80% of the records
     ran = []
-    real_exact, real_walk = type(storage).exact, type(storage)._walk
-    monkeypatch.setattr(type(storage), "exact", lambda self, *a, **kw: ran.append("exact") or real_exact(self, *a, **kw))
-    monkeypatch.setattr(type(storage), "_walk", lambda self, *a, **kw: ran.append("walk") or real_walk(self, *a, **kw))
+    for name in ("exact", "_walk", "_post"):
+        real = getattr(type(storage), name)
+        monkeypatch.setattr(type(storage), name, lambda self, *a, _r=real, _n=name, **kw:
+                            ran.append(_n.strip("_")) or _r(self, *a, **kw))
     first = col.search(vector=qvecs[0], space=enc.spec, k=10, where=where)
-    assert ran == ["exact", "walk"] and storage._plan_costs.choose(100, 1000) is not None
+    assert list(dict.fromkeys(ran)) == ["exact", "walk", "post"] and set(storage._plan_costs.per_unit) == {"exact", "walk", "post"}
     truth = col.search(vector=qvecs[0], space=enc.spec, k=10, where=where, mode="exact")
     assert [h.id for h in first] == [h.id for h in truth]  # the calibrating search answers exactly
-    costs = storage._plan_costs
-    costs.scan_per_row, costs.walk_at_full = 1e-9, 1.0  # scanning is cheap here: the plan follows
-    ran.clear()
-    col.search(vector=qvecs[1], space=enc.spec, k=10, where=where)
-    assert ran == ["exact"]
-    costs.scan_per_row, costs.walk_at_full = 1.0, 1e-9
-    ran.clear()
-    hits = col.search(vector=qvecs[1], space=enc.spec, k=10, where=where)
-    assert ran == ["walk"] and len(hits) == 10
+    costs = storage._plan_costs.per_unit
+    for cheap in ("exact", "walk", "post"):
+        for plan in costs:
+            costs[plan] = 1e-12 if plan == cheap else 1.0
+        ran.clear()
+        hits = col.search(vector=qvecs[1], space=enc.spec, k=10, where=where)
+        assert ran == [cheap], (cheap, ran)
+        exact_ids = [h.id for h in col.search(vector=qvecs[1], space=enc.spec, k=10, where=where, mode="exact")]
+        assert len(hits) == 10 and len({h.id for h in hits} & set(exact_ids)) >= 9
+        assert all(h.metadata["bucket"] in range(1, 9) for h in hits)
     m, n = col.count(where), len(col)
-    assert planner.PlanCosts(2e-9, 1e-5).choose(m, n) == ("exact" if 2e-9 * m <= 1e-5 * n / m else "walk")
+    costs.update(exact=1.0, walk=1.0, post=1e-12)
+    assert storage.explain(storage_node(where), k=10) == {
+        "matches": m, "plan": "post",
+        "estimates": {"exact": 1.0 * m, "walk": 1.0 * n / m, "post": 1e-12 * max(64, planner.post_depth(10, m, n))}}
+
+
+def storage_node(where):
+    from latentspace.storage.filter import parse
+
+    return parse(where)
+
+
+def test_post_filter_depth_follows_the_selectivity():
+    """The post-filter fetches enough neighbours that k match two standard deviations on the
+    safe side, and is not offered where that depth would be most of the collection."""
+    from latentspace.storage.embedded.planner import POST_MAX_DEPTH, post_depth
+
+    d = post_depth(10, 30_000, 100_000)  # 30% selective
+    mean, sd = d * 0.3, (d * 0.3 * 0.7) ** 0.5
+    assert mean - 2 * sd >= 10 - 0.5 and d < 100
+    assert post_depth(10, 90_000, 100_000) < post_depth(10, 50_000, 100_000) < d
+    assert post_depth(10, 100, 100_000) is None  # 0.1%: 18,600 deep
+    assert post_depth(10, 5_000, 10_000) is not None and post_depth(10, 5, 10) is None
+    assert post_depth(50, 10_000, 100_000) <= POST_MAX_DEPTH
+
+
+def test_post_filter_falls_back_when_too_few_match(filled, monkeypatch):
+    """A query whose nearest neighbours mostly fail the filter keeps fewer than k: it goes to
+    the restricted walk, and the hits are still k matching ones."""
+    col, qvecs, _ = filled
+    storage = col._storage
+    where = {"bucket": {"$in": [0, 1, 2, 3, 4]}}  # 50%
+    node = storage_node(where)
+    walked = []
+    real_walk = type(storage)._walk
+    monkeypatch.setattr(type(storage), "_walk", lambda self, index, q, *a, **kw:
+                        walked.append(len(q)) or real_walk(self, index, q, *a, **kw))
+    # a depth of 20 at 50%: about half the queries keep fewer than 10 matches
+    labels, dists = storage._post(storage.index(), qvecs[:40], 10, node, None, 20, storage.candidates(node, False)[0])
+    assert 0 < walked[0] < 40
+    assert (labels >= 0).all()
+    buckets = {h.id: h.metadata["bucket"] for h in col.get(ids=[f"p{i}" for i in range(len(col))])}
+    rec_ids = [rec_id for rec_id, _, _ in storage._entries(labels.ravel().tolist())]
+    assert all(buckets[i] < 5 for i in rec_ids)
+    assert np.all(np.diff(dists, axis=1) >= -1e-6)  # best first

@@ -301,8 +301,8 @@ class Collection:
         ``bench/hybrid.py``); ``alpha`` weighs the vector side (1.0 = vector only, 0.0 =
         keyword only).
         """
-        if vector is not None and where is None and mode == "vector" and not include_vectors and fusion in FUSIONS:
-            fast = self._search_fast(vector, space, k, ef, alpha)
+        if vector is not None and mode == "vector" and not include_vectors and fusion in FUSIONS:
+            fast = self._search_fast(vector, space, k, ef, alpha, where)
             if fast is not None:
                 return fast
         if vector is not None:
@@ -317,8 +317,8 @@ class Collection:
         return self.search_batch([query], k=k, where=where, mode=mode, alpha=alpha, ef=ef,
                                  include_vectors=include_vectors, fusion=fusion)[0]
 
-    def _search_fast(self, vector, space, k, ef, alpha=0.5) -> list[Hit] | None:
-        """The common case, one float32 vector and no filter, with the same checks done lean.
+    def _search_fast(self, vector, space, k, ef, alpha=0.5, where=None) -> list[Hit] | None:
+        """The common case, one float32 vector (with or without a filter), with the same checks done lean.
 
         Returns None to hand anything unusual to the general path (which raises the errors).
         """
@@ -337,7 +337,7 @@ class Collection:
         sq = float(vector.dot(vector))
         if not math.isfinite(sq) or sq == 0.0 or (spec.normalize and abs(math.sqrt(sq) - 1.0) > NORM_TOLERANCE):
             return None
-        return self._storage.search_one(vector, k, ef)
+        return self._storage.search_one(vector, k, ef, parse_filter(where))
 
     def search_batch(
         self,

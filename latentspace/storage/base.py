@@ -118,8 +118,9 @@ class CollectionBackend(ABC):
         as :func:`.index.to_scores` relates them), best first. ``exact=True`` scans."""
 
     @abstractmethod
-    def search_one(self, vector: np.ndarray, k: int, ef: int | None) -> list[Hit] | None:
-        """One checked query vector, no filter: the hot path. None hands it to :meth:`search`."""
+    def search_one(self, vector: np.ndarray, k: int, ef: int | None, where: Node | None = None) -> list[Hit] | None:
+        """One checked query vector (``where``: a parsed filter or None): the hot path. None
+        hands it to :meth:`search`."""
 
     @abstractmethod
     def search_among(self, ids: list[str], queries: np.ndarray, k: int) -> list[list[Hit]]:

@@ -92,12 +92,46 @@ def _err(path: str, msg: str) -> InvalidInputError:
     return InvalidInputError(f"Invalid filter at {path}: {msg}")
 
 
+#: trees of filters parsed before, by their exact content (a query loop repeats one filter)
+_PARSED: dict[tuple, Node] = {}
+_PARSED_MAX = 256
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _frozen(value: Any) -> tuple:
+    """``value`` as a hashable key that tells types apart (``1``, ``1.0`` and ``True`` hash
+    alike in Python); TypeError for anything but plain dicts, lists and scalars."""
+    t = type(value)
+    if t is dict:
+        return (dict, *[(k if type(k) is str else _unkeyable(), _frozen(v)) for k, v in value.items()])
+    if t is list:
+        return (list, *[_frozen(v) for v in value])
+    if t in _PLAIN:
+        return (t, value)
+    raise TypeError
+
+
+def _unkeyable():
+    raise TypeError
+
+
 def parse(where: Any) -> Node | None:
     """The validated tree of a filter (``None``: no filter). Raises InvalidInputError naming
-    the path of the first problem."""
+    the path of the first problem. A filter made of plain dicts, lists and scalars is parsed
+    once: its tree is remembered by content (trees are immutable)."""
     if where is None:
         return None
-    return _parse(where, "where", 0)
+    try:
+        key = _frozen(where)
+    except (TypeError, RecursionError):
+        return _parse(where, "where", 0)
+    node = _PARSED.get(key)
+    if node is None:
+        node = _parse(where, "where", 0)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = node
+    return node
 
 
 def _and(parts: list[Node]) -> Node:

@@ -76,6 +76,12 @@ def exact_topk(
     norms: np.ndarray | None = None, unit: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     n = matrix.shape[0]
+    if queries.shape[0] == 1 and n >= k:  # one query (the common case), without the batch's bookkeeping
+        d = exact_distances(matrix, queries, metric, norms, unit)[0]
+        part = np.argpartition(d, k - 1)[:k] if k < n else np.arange(n)
+        pd = d[part]
+        order = np.argsort(pd, kind="stable")
+        return labels[part[order]][None], pd[order].astype(np.float32, copy=False)[None]
     out_l = np.full((queries.shape[0], k), -1, dtype=np.int64)
     out_d = np.full((queries.shape[0], k), np.inf, dtype=np.float32)
     if n == 0:

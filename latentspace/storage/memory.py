@@ -152,8 +152,8 @@ class MemoryCollection(CollectionBackend):
                                        unit=self.spec.normalize)
             return self._hits(ids, labels, dists, with_vectors)
 
-    def search_one(self, vector, k, ef) -> list[Hit] | None:
-        return self.search(vector[None], k, None, exact=True, ef=ef, with_vectors=False)[0]
+    def search_one(self, vector, k, ef, where=None) -> list[Hit] | None:
+        return self.search(vector[None], k, where, exact=True, ef=ef, with_vectors=False)[0]
 
     def search_among(self, ids, queries, k) -> list[list[Hit]]:
         with self.store._lock:

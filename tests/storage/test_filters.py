@@ -91,6 +91,8 @@ def test_filter_matches_reference(col, data, where):
     hits = col.search(vector=q, k=10, where=where)
     assert len(hits) == min(10, len(expected))
     assert {h.id for h in hits} <= expected
+    # one query takes the single-query fast path: the same hits as the batch path
+    assert hits == col.search_batch(vectors=[q], k=10, where=where)[0]
 
 
 @pytest.mark.parametrize("where,path", [
@@ -114,6 +116,24 @@ def test_bad_filters_name_their_path(col, where, path):
     with pytest.raises(ls.InvalidInputError):
         col.delete(where=where)
     assert len(col) == before
+
+
+def test_parsed_trees_are_remembered_by_exact_content(col):
+    """A filter is parsed once and its tree remembered by content, telling apart values that
+    Python hashes alike (True, 1, 1.0); a filter changed in place is parsed anew."""
+    assert type(parse({"flag": True}).value) is bool and type(parse({"flag": 1}).value) is int
+    assert type(parse({"flag": 1.0}).value) is float
+    with_true = {r.id for r in col.get(where={"flag": True})}
+    assert with_true and not with_true & {r.id for r in col.get(where={"flag": 1})}  # booleans are not numbers
+    where = {"year": {"$gt": 2020}}
+    tree = parse(where)
+    assert parse({"year": {"$gt": 2020}}) is tree
+    where["year"]["$gt"] = 2022
+    assert parse(where).value == 2022 and col.count(where=where) < col.count(where={"year": {"$gt": 2020}})
+    assert parse({"year": np.int64(3)}).value == 3  # values parse cannot key still parse
+    for _ in range(2):  # a bad filter is never remembered
+        with pytest.raises(ls.InvalidInputError):
+            parse({"year": {"$gt": [1]}})
 
 
 def test_values_are_bound_not_interpolated(col):

@@ -308,10 +308,18 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
             self.save_index()
             self.checkpoint()
 
-    def search_one(self, vector: np.ndarray, k: int, ef: int | None) -> list[Hit] | None:
-        """One query, no filter, through the index: the common case, lean (the caller checked
-        the vector). None hands anything unusual (too few results) to :meth:`search`."""
+    def search_one(self, vector: np.ndarray, k: int, ef: int | None, where: Node | None = None) -> list[Hit] | None:
+        """One query through the index: the common case, lean (the caller checked the vector).
+        None hands anything unusual (too few results) to :meth:`search`."""
         with self.store._lock:
+            if where is not None:
+                labels, dists = self._vector_arrays(vector[None], k, where, exact=False, ef=ef)
+                rids = labels[0].tolist()
+                if -1 in rids:  # fewer than k matched: results are packed at the front
+                    rids = rids[: rids.index(-1)]
+                d = dists[0, : len(rids)].astype(np.float64)
+                base = 0.0 if self.spec.metric == "l2" else 1.0  # the score: see index.to_scores
+                return make_hits(*self.hit_columns(rids), (base - d).tolist(), d.tolist())
             index = self._index
             if index is None or self.store._poll() != self._generation:
                 index = self.index()

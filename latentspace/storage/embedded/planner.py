@@ -1,24 +1,34 @@
 """The query plan of filtered and unfiltered vector search, and the hits it returns.
 
 A filter's matching rows (row ids and vectors, one contiguous matrix) are cached until
-the next write. A filtered search then either scans those ``m`` rows exactly, or walks
-the HNSW graph restricted to them; which is cheaper depends on this machine (memory
-bandwidth against the graph walk and its per-node filter test), on the dimension and on
-the selectivity ``m / n``, so it is chosen by a cost model learned from this process's
-own timings (:class:`PlanCosts`), not by a constant: the scan costs ``a * m`` per query,
-the walk ``b * n / m`` (it visits about 1/selectivity nodes per match it keeps). The first
-filtered search large enough to matter runs both plans and answers from the exact one;
-every later one runs the cheaper plan and refines its estimate, and every
-``EXPLORE_EVERY``-th also times the other when what that plan reads is already cached. The
-two costs are per row and per unit of inverse selectivity, so what is learned on one
-filter holds for the others. A walk that returns fewer than
-``min(k, matches)`` falls back to the exact scan.
+the next write. A filtered search over ``m`` of ``n`` rows then runs one of three plans:
+
+- ``exact``: scan the ``m`` matching rows (cost ``a * m``: memory bandwidth);
+- ``walk``: walk the HNSW graph restricted to them (cost ``b * n / m``: it visits about
+  1/selectivity nodes per match it keeps, each through a membership test);
+- ``post``: walk the whole graph for the ``depth`` nearest, enough that ``k`` of them match
+  with high probability (:func:`post_depth`), and keep the matching ones (cost ``c *
+  beam``, the beam being ``max(ef, depth)``): at a high selectivity this is one plain
+  search, no per-node test.
+
+Which is cheapest depends on this machine (memory bandwidth against the graph walk), on the
+dimension and on the selectivity, so it is chosen by a cost model learned from this
+process's own timings (:class:`PlanCosts`), not by a constant. The first filtered search
+large enough to matter runs every plan that applies (twice: the warm run is timed) and
+answers from the exact one; every
+later one runs the cheapest and refines its estimate, and every ``EXPLORE_EVERY``-th also
+times the others that are estimated within ``EXPLORE_WITHIN`` times of it, when what they
+read is already cached. Costs are per unit (row, inverse
+selectivity, beam), so what is learned on one filter holds for the others. A walk that
+returns fewer than ``min(k, m)`` falls back to the exact scan, a post-filter that keeps too
+few to the walk.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,39 +38,53 @@ from .sqlfilter import compile_sql
 
 #: below this many matches the exact scan always wins (tens of microseconds): no plan to choose
 EXACT_BELOW = 1_000
-#: one planned filtered search in this many also times the plan not chosen
+#: one planned filtered search in this many also times the plans not chosen ...
 EXPLORE_EVERY = 200
+#: ... those estimated to cost at most this many times the chosen one (re-timing a plan
+#: estimated 100x dearer would cost that search 100x, to learn nothing that changes a choice)
+EXPLORE_WITHIN = 4.0
+#: the post-filter plan fetches at most this many unfiltered neighbours
+POST_MAX_DEPTH = 1_024
+PLANS = ("exact", "walk", "post")
+
+
+def post_depth(k: int, m: int, n: int) -> int | None:
+    """How many unfiltered neighbours to fetch so that ``k`` of them match a filter holding
+    ``m`` of ``n`` rows, two standard deviations on the safe side (the matches among ``d``
+    neighbours are about Binomial(d, m/n): ``mu - 2 sqrt(mu) >= k`` gives ``mu = (1 + sqrt(1 +
+    k))^2``); None when that is more than :data:`POST_MAX_DEPTH` or the whole collection."""
+    if m <= 0 or n <= 0:
+        return None
+    depth = math.ceil((1.0 + math.sqrt(1.0 + k)) ** 2 * n / m)
+    return depth if depth <= min(POST_MAX_DEPTH, n - 1) else None
 
 
 @dataclass
 class PlanCosts:
-    """Learned per-query costs (seconds) of the two plans of one collection's filtered search."""
+    """Learned per-query costs (seconds per unit) of the plans of one collection's filtered
+    search: ``exact`` per matching row, ``walk`` per unit of inverse selectivity ``n / m``,
+    ``post`` per unit of beam width."""
 
-    scan_per_row: float | None = None  # the exact scan, per matching row
-    walk_at_full: float | None = None  # the restricted walk at selectivity 1 (its cost: this * n / m)
+    per_unit: dict[str, float] = field(default_factory=dict)
     planned: int = 0
     SMOOTHING = 0.3
 
-    def exact_cost(self, m: int) -> float:
-        return self.scan_per_row * m
+    def cost(self, plan: str, units: float) -> float | None:
+        per = self.per_unit.get(plan)
+        return None if per is None else per * units
 
-    def walk_cost(self, m: int, n: int) -> float:
-        return self.walk_at_full * n / max(m, 1)
-
-    def choose(self, m: int, n: int) -> str | None:
-        """"exact" or "walk"; None while either is unmeasured."""
-        if self.scan_per_row is None or self.walk_at_full is None:
+    def choose(self, units: dict[str, float]) -> str | None:
+        """The cheapest of the plans in ``units`` (plan -> its units for this query); None
+        while any of them is unmeasured."""
+        costs = {p: self.cost(p, u) for p, u in units.items()}
+        if None in costs.values():
             return None
-        return "exact" if self.exact_cost(m) <= self.walk_cost(m, n) else "walk"
+        return min(costs, key=lambda p: (costs[p], PLANS.index(p)))
 
-    def observe(self, plan: str, m: int, n: int, seconds_per_query: float) -> None:
-        value = seconds_per_query / max(m, 1) if plan == "exact" else seconds_per_query * max(m, 1) / max(n, 1)
-        old = self.scan_per_row if plan == "exact" else self.walk_at_full
-        new = value if old is None else (1 - self.SMOOTHING) * old + self.SMOOTHING * value
-        if plan == "exact":
-            self.scan_per_row = new
-        else:
-            self.walk_at_full = new
+    def observe(self, plan: str, units: float, seconds_per_query: float) -> None:
+        value = seconds_per_query / max(units, 1e-12)
+        old = self.per_unit.get(plan)
+        self.per_unit[plan] = value if old is None else (1 - self.SMOOTHING) * old + self.SMOOTHING * value
 
 
 class Planner:
@@ -116,30 +140,69 @@ class Planner:
         if exact or m <= max(EXACT_BELOW, k):
             return self.exact(qvecs, k, where)
         index = self.index()
-        n, nq, costs = len(index), len(qvecs), self._plan_costs
-        plan = costs.choose(m, n)
+        nq, costs = len(qvecs), self._plan_costs
+        units, depth = self._plan_units(index, m, k, ef)
+        plan = costs.choose(units)
         costs.planned += plan is not None
-        # re-time the plan not chosen now and then, but only when what it reads is already
-        # cached: a cold read of m vectors would cost a query far more than the search
-        explore = plan is None or (costs.planned % EXPLORE_EVERY == 0 and self._warm(where, "walk" if plan == "exact"
-                                                                                      else "exact"))
+        if plan is None:  # calibrate: every plan that applies, the exact one answering
+            runs = list(units)
+        elif costs.planned % EXPLORE_EVERY == 0:
+            # re-time the others now and then, but only when what they read is already
+            # cached: a cold read of m vectors would cost a query far more than the search
+            limit = EXPLORE_WITHIN * costs.cost(plan, units[plan])
+            runs = [plan] + [p for p in units if p != plan and self._warm(where, p)
+                             and costs.cost(p, units[p]) <= limit]
+        else:
+            runs = [plan]
         out = None
-        for which in (("exact", "walk") if explore else (plan,)):
+        for which in runs:
             # what each plan reads once per filter (the rows' vectors, the membership set) is
             # cached: build it before the clock starts, so the estimate is of the search itself
             self.candidates(where, with_vectors=True) if which == "exact" else self.allowed(where)
-            t0 = time.perf_counter()
-            result = self.exact(qvecs, k, where) if which == "exact" else self._walk(index, qvecs, k, where, ef, m)
-            costs.observe(which, m, n, (time.perf_counter() - t0) / nq)
+            best = float("inf")
+            for _ in range(2 if plan is None else 1):  # calibrating: the second, warm run counts
+                t0 = time.perf_counter()
+                if which == "exact":
+                    result = self.exact(qvecs, k, where)
+                elif which == "walk":
+                    result = self._walk(index, qvecs, k, where, ef, m)
+                else:
+                    result = self._post(index, qvecs, k, where, ef, depth, rids)
+                best = min(best, time.perf_counter() - t0)
+            costs.observe(which, units[which], best / nq)
             if which == (plan or "exact"):
                 out = result
         return out
+
+    def _plan_units(self, index, m: int, k: int, ef: int | None) -> tuple[dict[str, float], int | None]:
+        """The plans that apply to a filter matching ``m`` rows, each with its cost units; the
+        post-filter's depth."""
+        n = len(index)
+        units = {"exact": m, "walk": n / m}
+        depth = post_depth(k, m, n)
+        if depth is not None:
+            units["post"] = max(ef or index.params.ef_search, depth)
+        return units, depth
+
+    def explain(self, where: Node | None, k: int = 10, ef: int | None = None) -> dict:
+        """How a filtered search for ``k`` would run now: matches, the plan (None until the
+        costs are learned) and each plan's estimated seconds per query."""
+        with self.store._lock:
+            rids, _ = self.candidates(where, with_vectors=False)
+            m = len(rids)
+            if m <= max(EXACT_BELOW, k):
+                return {"matches": m, "plan": "exact", "estimates": {}}
+            units, _ = self._plan_units(self.index(), m, k, ef)
+            return {"matches": m, "plan": self._plan_costs.choose(units),
+                    "estimates": {p: self._plan_costs.cost(p, u) for p, u in units.items()}}
 
     def _warm(self, where: Node, plan: str) -> bool:
         """Whether what ``plan`` reads for this filter (the rows' vectors, the membership set) is cached."""
         if plan == "exact":
             return (where, 1) in self._filter_cache
-        return ("allowed", where) in self._allowed_cache
+        if plan == "walk":
+            return ("allowed", where) in self._allowed_cache
+        return True  # the post-filter reads the row ids, which the planner has read already
 
     def _walk(self, index, qvecs: np.ndarray, k: int, where: Node, ef: int | None, m: int):
         labels, dists = index.search(qvecs, k, ef=max(ef or index.params.ef_search, k), allowed=self.allowed(where))
@@ -147,6 +210,26 @@ class Planner:
         if len(short):  # the graph walk found too few matches: fall back to scanning them
             labels[short], dists[short] = self.exact(qvecs[short], k, where)
         return labels, dists
+
+    def _post(self, index, qvecs: np.ndarray, k: int, where: Node, ef: int | None, depth: int, rids: np.ndarray):
+        """The ``depth`` nearest of the whole graph, those matching kept (``rids``: the
+        matching row ids, sorted); queries left with too few go to the restricted walk."""
+        labels, dists = index.search(qvecs, depth, ef=max(ef or index.params.ef_search, depth))
+        m = len(rids)
+        at = np.searchsorted(rids, labels)
+        np.minimum(at, m - 1, out=at)
+        ok = (labels >= 0) & (rids[at] == labels)
+        rank = np.cumsum(ok, axis=1) - 1
+        keep = ok & (rank < k)
+        out_l = np.full((len(qvecs), k), -1, dtype=np.int64)
+        out_d = np.full((len(qvecs), k), np.inf, dtype=np.float32)
+        r, c = np.nonzero(keep)
+        out_l[r, rank[r, c]] = labels[r, c]
+        out_d[r, rank[r, c]] = dists[r, c]
+        short = (keep.sum(axis=1) < min(k, m)).nonzero()[0]
+        if len(short):
+            out_l[short], out_d[short] = self._walk(index, qvecs[short], k, where, ef, m)
+        return out_l, out_d
 
     def _hits_from_arrays(self, labels: np.ndarray, dists: np.ndarray) -> list[list[Hit]]:
         """Result arrays straight to hits through the row cache (the batch hot path): one
