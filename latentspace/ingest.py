@@ -77,6 +77,21 @@ def _pick(row: dict, name: str | None, path: Path, n: int, what: str) -> Any:
     return row[name]
 
 
+def read_rows(path: str | Path, alternatives: str = "") -> Iterator[dict]:
+    """The records of a JSONL, CSV/TSV (numbers parsed) or Parquet file, one dict each."""
+    p = Path(path)
+    if not p.is_file():
+        raise NotFoundError(f"No such file: {p}")
+    suffix = p.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return _jsonl(p)
+    if suffix in (".csv", ".tsv"):
+        return _csv(p, "\t" if suffix == ".tsv" else ",")
+    if suffix == ".parquet":
+        return _parquet(p)
+    raise InvalidInputError(f"Cannot read {p.name}: use .jsonl, .csv, .tsv, .parquet{' ' + alternatives if alternatives else ''}.")
+
+
 def read_items(
     path: str | Path,
     *,
@@ -108,16 +123,7 @@ def read_items(
             rel = f.relative_to(p).as_posix()
             yield Item(rel, f.read_text(encoding="utf-8", errors="replace"), {"source": rel})
         return
-    suffix = p.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        rows: Iterable[dict] = _jsonl(p)
-    elif suffix in (".csv", ".tsv"):
-        rows = _csv(p, "\t" if suffix == ".tsv" else ",")
-    elif suffix == ".parquet":
-        rows = _parquet(p)
-    else:
-        raise InvalidInputError(f"Cannot ingest {p.name}: use .jsonl, .csv, .tsv, .parquet or a folder of .txt/.md files.")
-    for n, row in enumerate(rows, start=1):
+    for n, row in enumerate(read_rows(p, "or a folder of .txt/.md files"), start=1):
         vector = None
         if render is not None:
             if not any(f in row for f in render.fields):

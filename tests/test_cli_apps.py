@@ -130,3 +130,44 @@ def test_errors_are_one_line_with_exit_codes(digits_store, text_store):
         proc = run(*args, check=False)
         assert proc.returncode == code, (args, proc.returncode, proc.stderr)
         assert text in proc.stderr and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2
+
+
+def test_interactions_commands(tmp_path):
+    """fit -> a model folder and an item collection; recommend (known and new users, with
+    explanations), similar; a second fit into the same name is refused before any work."""
+    pytest.importorskip("implicit")
+    from .apps.test_interactions import group, planted
+
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("user,item,weight\n" + "".join(f"{u},{i},{w}\n" for u, i, w in planted()))
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps({"id": f"{g}{j}", "title": f"Item {g}{j}", "group": g}) + "\n"
+                             for g in "ab" for j in range(20)))
+    store, model = tmp_path / "store", tmp_path / "model"
+    out = json.loads(run("interactions", "fit", store, "items", ratings, "-o", model, "--factors", "4",
+                         "--regularization", "1.0", "--items", items, "--title-field", "title", "--json").stdout)
+    assert out["users"] == 120 and out["items"] == out["stored_items"] == out["items_with_metadata"] == 40
+    with ls.open_store(store) as st:
+        col = st.get_collection("items")
+        assert col.spec.fingerprint == out["fingerprint"] and col.get(ids=["a3"])[0].document == "Item a3"
+    recs = json.loads(run("interactions", "recommend", store, "items", "-m", model, "-u", "u7", "-k", "3",
+                          "--explain", "--json").stdout)
+    assert len(recs) == 3 and all(r["metadata"]["group"] == "a" and r["because"] for r in recs)
+    new = json.loads(run("interactions", "recommend", store, "items", "-m", model, "--liked", "b1,b2,b3",
+                         "--json").stdout)
+    assert sum(group(r["item"]) == "b" for r in new) >= 8
+    sim = json.loads(run("interactions", "similar", store, "items", "a1", "-m", model, "-k", "5", "--json").stdout)
+    assert len(sim) == 5 and "a1" not in {r["item"] for r in sim}
+    table = run("interactions", "recommend", store, "items", "-m", model, "-u", "v2", "--explain").stdout
+    assert "because you liked" in table and "Item b" in table
+    for args, code, text in [
+        (("interactions", "fit", store, "items", ratings, "-o", tmp_path / "m2"), 5, "exists"),
+        (("interactions", "recommend", store, "items", "-m", model, "-u", "nobody"), 4, "liked="),
+        (("interactions", "recommend", store, "items", "-m", model), 2, "--user or --liked"),
+        (("interactions", "fit", store, "new", ratings, "-o", model), 2, "not an empty folder"),
+        (("interactions", "fit", store, "new", ratings, "-o", tmp_path / "m3", "--kind", "svd"), 2, "kind"),
+    ]:
+        proc = run(*args, check=False)
+        assert proc.returncode == code, (args, proc.returncode, proc.stderr)
+        assert text in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "m2").exists() and not (tmp_path / "m3").exists()

@@ -39,7 +39,7 @@ def test_read_items_errors(tmp_path):
         list(read_items(missing_field))
     sheet = tmp_path / "y.xlsx"
     sheet.write_text("")
-    with pytest.raises(ls.InvalidInputError, match="Cannot ingest"):
+    with pytest.raises(ls.InvalidInputError, match="Cannot read"):
         list(read_items(sheet))
     with pytest.raises(ls.NotFoundError):
         list(read_items(tmp_path / "nope.jsonl"))

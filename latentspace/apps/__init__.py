@@ -14,10 +14,13 @@ from .dedup import DuplicateGroup, DuplicateReport, find_duplicates, remove_dupl
 from .outliers import OutlierReport, outlier_scores
 from .rag import Context, Source, answer, retrieve_context
 from .recommendation import recommend
+from . import interactions
+from .interactions import InteractionModel, Recommendation, fit_interactions
 
 __all__ = [
     "rag", "retrieve_context", "answer", "Context", "Source",
     "recommend",
+    "interactions", "fit_interactions", "InteractionModel", "Recommendation",
     "cluster", "Cluster", "Clustering",
     "find_duplicates", "remove_duplicates", "DuplicateGroup", "DuplicateReport",
     "outlier_scores", "OutlierReport",

@@ -449,6 +449,10 @@ for _name, _group in _APP_GROUPS:  # classify, images, funnel
 
 app.add_typer(latent_app, name="latent")
 
+from .interactions import interactions_app  # noqa: E402
+
+app.add_typer(interactions_app, name="interactions")
+
 
 def main(argv: list[str] | None = None) -> None:
     import os
