@@ -66,6 +66,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5, help="timed passes per process (best kept)")
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--vectors", type=Path, help="a .npy of base vectors to use instead of embedding docstrings")
+    ap.add_argument("--query-vectors", type=Path, help="a .npy of query vectors (with --vectors)")
     ap.add_argument("--json-out", type=Path)
     args = ap.parse_args()
 
@@ -79,7 +81,10 @@ def main() -> None:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before_tree), args.before],
                    check=True, capture_output=True)
     try:
-        _, x, _, q = real_vectors(args.n, args.queries, progress=True)
+        if args.vectors:  # the installed packages' docstrings change with what is installed: reuse vectors
+            x, q = np.load(args.vectors)[: args.n], np.load(args.query_vectors)
+        else:
+            _, x, _, q = real_vectors(args.n, args.queries, progress=True)
         q = np.ascontiguousarray(q[: args.queries], np.float32)
         np.save(work / "q.npy", q)
         built = work / "built"

@@ -450,6 +450,9 @@ for _name, _group in _APP_GROUPS:  # classify, images, funnel
 app.add_typer(latent_app, name="latent")
 
 from .interactions import interactions_app  # noqa: E402
+from .train import finetune_cmd  # noqa: E402
+
+app.command("finetune")(finetune_cmd)
 
 app.add_typer(interactions_app, name="interactions")
 

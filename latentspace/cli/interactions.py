@@ -22,7 +22,7 @@ JSON = typer.Option(False, "--json", help="Machine-readable output.")
 
 
 def _item_metadata(path: Path, id_field: str, title_field: Optional[str]) -> tuple[dict, dict]:
-    from ..ingest import read_rows
+    from ..core.records import read_rows
 
     metas, docs = {}, {}
     for n, row in enumerate(read_rows(path), start=1):

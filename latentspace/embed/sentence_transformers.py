@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -162,6 +163,7 @@ class SentenceTransformerEncoder(Encoder):
                 "max_seq_length": int(facts["max_seq_length"]),
                 "native_dim": native_dim,
                 "runtime": runtime,
+                **_training_provenance(model if local else None),
             },
         )
 
@@ -323,3 +325,17 @@ def default_encoder(**options: Any) -> SentenceTransformerEncoder:
     return SentenceTransformerEncoder(
         str(folder), expected_sha256=DEFAULT_SHA256, model_id=DEFAULT_MODEL, **options
     )
+
+
+def _training_provenance(model) -> dict:
+    """``{"training": ...}`` for a model folder written by :func:`.finetune.finetune` (its
+    base model, base weights and training data sha256, settings), else nothing."""
+    if model is None:
+        return {}
+    path = Path(model).expanduser() / "latentspace_training.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    keep = ("base_model", "base_weights_sha256", "base_fingerprint", "training_data_sha256", "train_pairs", "settings")
+    return {"training": {k: data.get(k) for k in keep}} if isinstance(data, dict) else {}
