@@ -52,6 +52,10 @@ def __getattr__(name: str):
         from .embed.clip import CLIPEncoder
 
         return CLIPEncoder
+    if name in ("finetune", "FinetuneResult", "pairs_from_labels"):  # sentence-transformers' trainer, when asked
+        from .embed import finetune as _finetune
+
+        return getattr(_finetune, name)
     if name in ("apps", "rag"):  # scikit-learn and scipy load with them
         import importlib
 
@@ -72,6 +76,10 @@ __all__ = [
     "CLIPEncoder",
     "default_encoder",
     "encoder_from_config",
+    # making spaces
+    "finetune",
+    "FinetuneResult",
+    "pairs_from_labels",
     # store and collections
     "Store",
     "open_store",

@@ -60,4 +60,6 @@ def finetune_cmd(
         console.print(f"Held-out ({result.held_out:,} pairs), before -> after:")
         for key in result.before:
             console.print(f"  {key:<16} {result.before[key]:.3f} -> {result.after[key]:.3f}")
-    console.print(f"Move the collection to it (agreement report first, atomic switch, rollback kept): {migrate}")
+    console.print(f"See what moves before switching: {migrate} --no-switch (the agreement report; the new space is "
+                  "built aside). Then run it without --no-switch to switch atomically (it resumes; "
+                  "'collection rollback' switches back).")

@@ -243,3 +243,25 @@ def test_movielens_files_are_hash_checked(tmp_path, monkeypatch):
     monkeypatch.setattr(movielens, "_folder", lambda: tmp_path)
     with pytest.raises(ls.CorruptStoreError, match="sha256"):
         movielens._read("ml-100k.item")
+
+
+def test_the_item_collection_works_with_the_other_apps_and_analysis(rows):
+    """Items are records like any others: clustering finds the two planted taste groups,
+    outlier scores, diagnostics and a projection coloured by a metadata field all run."""
+    from latentspace import apps
+    from latentspace.analysis import diagnose
+    from latentspace.analysis.projection import project_collection
+
+    model = fit_interactions(rows, kind="als", factors=4, regularization=1.0)
+    st = ls.open_store(":memory:")
+    col = model.to_collection(st, "items", metadata={i: {"group": group(i)} for i in model.items})
+    clustering = apps.cluster(col, "kmeans", n_clusters=2, write_to="cluster")
+    by_cluster = {}
+    for rec in col.get():
+        by_cluster.setdefault(rec.metadata["cluster"], set()).add(rec.metadata["group"])
+    assert sorted(len(g) for g in by_cluster.values()) == [1, 1] and len(clustering.clusters) == 2
+    assert len(apps.outlier_scores(col, "lof").top(3)) == 3
+    vecs = np.stack([r.vector for r in col.get(include_vectors=True)])
+    assert diagnose(vecs).dim == 4
+    proj = project_collection(col, "pca", color_by="group")
+    assert proj.coords.shape == (40, 2) and set(proj.labels) == {"a", "b"}
