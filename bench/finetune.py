@@ -4,14 +4,14 @@ on two pair sets; and SetFit-style pairs from labels, kNN and linear-probe accur
     python bench/finetune.py [--pairs 2000] [--threads 2] [--only stdlib,scientific,labels]
                              [--json-out bench/finetune-results.json]
 
-Pair sets (first sentence of a docstring -> the rest of it, both at least 20 / 60 chars):
+Pair sets (first sentence of a docstring -> the rest of it, at least 20 / 60 chars, cut at 400):
 ``stdlib``: the Python standard library's docstrings; ``scientific``: the docstrings of the
 installed numpy, scipy, pandas and scikit-learn (their versions are recorded). Each set: up
 to ``--pairs`` pairs in a fixed even spread, 20% held out (seed 0); one epoch, batch 32, lr
 2e-5, through ``latentspace.embed.finetune`` (sentence-transformers' trainer). Retrieval:
 each held-out first sentence finds its docstring's rest among all held-out rests. Labels:
-docstrings of seven standard-library packages, 100 per package to train (2 same-label and 2
-other-label pairs per text, CosineSimilarityLoss) and 80 per package to test; kNN (k=10,
+docstrings of seven standard-library packages, 100 per package to train (1 same-label and 1
+other-label pair per text, CosineSimilarityLoss; texts cut at 300 chars) and 80 per package to test; kNN (k=10,
 cosine) and logistic-regression accuracy on the test texts, before and after.
 """
 
@@ -40,7 +40,7 @@ def split_docstring(text: str) -> tuple[str, str] | None:
     first, rest = " ".join(m.group(1).split()), " ".join(body.strip()[m.end():].split())
     if len(first) < 20 or len(rest) < 60:
         return None
-    return first, rest[:1000]
+    return first, rest[:400]
 
 
 def pair_set(items, limit: int) -> list[tuple[str, str]]:
@@ -73,7 +73,7 @@ def labelled(per_train: int = 100, per_test: int = 80):
     for it in docstring_items():
         pkg = it.metadata["package"]
         if pkg in by_pkg:
-            by_pkg[pkg].append(" ".join(it.text.split())[:600])
+            by_pkg[pkg].append(" ".join(it.text.split())[:300])
     train, test = [], []
     for pkg, texts in by_pkg.items():
         step = max(1, len(texts) / (per_train + per_test))
@@ -137,7 +137,7 @@ def main() -> None:
     if "labels" in parts:
         train, test = labelled()
         before = probe_scores(base, train, test)
-        pairs = pairs_from_labels([t for t, _ in train], [y for _, y in train], per_text=2, seed=0)
+        pairs = pairs_from_labels([t for t, _ in train], [y for _, y in train], per_text=1, seed=0)
         t0 = time.perf_counter()
         res = finetune(base, pairs, work / "labels", loss="cosine", held_out=0.0, threads=args.threads,
                        progress=False)

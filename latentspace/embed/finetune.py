@@ -306,8 +306,11 @@ def finetune(
                 save_strategy="no", report_to="none", logging_strategy="no", disable_tqdm=not progress,
                 dataloader_num_workers=0, use_cpu=str(model.device) == "cpu", max_steps=max_steps or -1,
             )
-            with _loading.quiet_loading(), contextlib.redirect_stdout(io.StringIO()) if not progress \
-                    else contextlib.nullcontext():
+            quiet = contextlib.ExitStack()
+            if not progress:  # the trainer's log lines and its model card's bar ("Computing widget examples")
+                quiet.enter_context(contextlib.redirect_stdout(io.StringIO()))
+                quiet.enter_context(contextlib.redirect_stderr(io.StringIO()))
+            with _loading.quiet_loading(), quiet:
                 trainer = st.SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=train_loss)
                 trainer.train()
         after = retrieval_scores(model, eval_pairs, dims) if evaluate and eval_pairs else {}
