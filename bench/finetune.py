@@ -2,6 +2,7 @@
 on two pair sets; and SetFit-style pairs from labels, kNN and linear-probe accuracy.
 
     python bench/finetune.py [--pairs 2000] [--threads 2] [--only stdlib,scientific,labels]
+                             [--losses mnrl,matryoshka] [--epochs 1] [--lr 2e-5]
                              [--json-out bench/finetune-results.json]
 
 Pair sets (first sentence of a docstring -> the rest of it, at least 20 / 60 chars, cut at 400):
@@ -105,6 +106,9 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default="stdlib,scientific,labels")
+    ap.add_argument("--losses", default="mnrl,matryoshka")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--json-out", type=Path)
     args = ap.parse_args()
 
@@ -115,7 +119,7 @@ def main() -> None:
     base = ls.default_encoder(precision="fp32")
     work = Path(tempfile.mkdtemp(prefix="ls-bench-ft-"))
     parts = args.only.split(",")
-    out: dict = {"python": sys.version.split()[0], "threads": args.threads,
+    out: dict = {"python": sys.version.split()[0], "threads": args.threads, "epochs": args.epochs, "lr": args.lr,
                  "packages": {p: metadata.version(p if p != "sklearn" else "scikit-learn") for p in SCIENTIFIC},
                  "sentence_transformers": metadata.version("sentence-transformers"), "runs": {}}
     sets = {}
@@ -124,11 +128,12 @@ def main() -> None:
     if "scientific" in parts:
         sets["scientific"] = pair_set(scientific_items(), args.pairs)
     for name, pairs in sets.items():
-        for loss in ("mnrl", "matryoshka"):
+        for loss in args.losses.split(","):
             t0 = time.perf_counter()
             res = finetune(base, pairs, work / f"{name}-{loss}", loss=loss,
                            matryoshka_dims=[384, 256, 128, 64] if loss == "matryoshka" else None,
-                           threads=args.threads, held_out=0.2, progress=False)
+                           threads=args.threads, held_out=0.2, progress=False, epochs=args.epochs,
+                           learning_rate=args.lr)
             run = {"pairs": len(pairs), "train": res.train_pairs, "held_out": res.held_out,
                    "data_sha256": data_sha256(pairs), "before": res.before, "after": res.after,
                    "seconds": time.perf_counter() - t0}
