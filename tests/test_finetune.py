@@ -78,8 +78,9 @@ def test_a_collection_migrates_to_the_new_space(tuned, tiny_encoder):
 
 
 def test_matryoshka_scores_every_dimension(tiny_encoder, tmp_path):
-    res = finetune(tiny_encoder, make_pairs(160, seed=1), tmp_path / "m", loss="matryoshka", matryoshka_dims=[32, 16, 8],
-                   epochs=3, batch_size=16, learning_rate=1e-3, progress=False, held_out=0.25)
+    res = finetune(tiny_encoder, make_pairs(160, seed=1), tmp_path / "m", loss="matryoshka",
+                   matryoshka_dims=[32, 16, 8], epochs=3, batch_size=16, learning_rate=1e-3, progress=False,
+                   held_out=0.25)
     assert {"recall@10@16", "mrr@10@8", "ndcg@10@16"} <= set(res.after) and "recall@10@32" not in res.after
     assert res.after["mrr@10@8"] > res.before["mrr@10@8"]
     assert res.encoder.spec.metadata["training"]["settings"]["matryoshka_dims"] == [16, 8]

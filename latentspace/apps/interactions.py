@@ -83,7 +83,8 @@ def _rows(interactions: Any, user_key: str, item_key: str, weight_key: str) -> I
         return (_from_mapping(r, user_key, item_key, weight_key, n)
                 for n, r in enumerate(interactions.to_dict("records"), 1))
     if not isinstance(interactions, Iterable) or isinstance(interactions, (str, bytes, Mapping)):
-        raise InvalidInputError("fit_interactions takes (user, item[, weight]) rows, dicts, a DataFrame or a file path.")
+        raise InvalidInputError("fit_interactions takes (user, item[, weight]) rows, dicts, a DataFrame or a "
+                                "file path.")
     return (_from_mapping(r, user_key, item_key, weight_key, n) if isinstance(r, Mapping) else r
             for n, r in enumerate(interactions, 1))
 
@@ -191,7 +192,8 @@ class InteractionModel:
         if collection is not None:
             self._check_collection(collection)
             depth = min(len(self.items), k + len(seen))
-            hits = collection.search(vector=np.ascontiguousarray(vec, np.float32), space=self.spec, k=min(depth, 10_000))
+            query = np.ascontiguousarray(vec, np.float32)
+            hits = collection.search(vector=query, space=self.spec, k=min(depth, 10_000))
             picked = [(h.id, h.score, h.metadata) for h in hits if self._item_col.get(h.id) not in seen][:k]
             if len(picked) < min(k, len(self.items) - len(seen)):  # the index came back short: score exactly
                 picked = [(i, s, m) for i, s, m in self._exact(vec, k, seen)]

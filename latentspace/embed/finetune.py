@@ -199,7 +199,8 @@ def _base_model_path(encoder) -> str:
                                     "pooling to train).")
         return str(folder) if folder.exists() else str(encoder)
     if not isinstance(encoder, SentenceTransformerEncoder):
-        raise InvalidInputError(f"Fine-tuning starts from a sentence-transformers encoder; got {type(encoder).__name__} "
+        raise InvalidInputError("Fine-tuning starts from a sentence-transformers encoder; got "
+                                f"{type(encoder).__name__} "
                                 f"({getattr(encoder, 'spec', None) and encoder.spec.model}).")
     if encoder.spec.truncate_dim is not None:
         raise InvalidInputError("Fine-tune the full model, not a truncated view of it (use loss='matryoshka' to make "
