@@ -2,7 +2,7 @@
 on two pair sets; and SetFit-style pairs from labels, kNN and linear-probe accuracy.
 
     python bench/finetune.py [--pairs 2000] [--threads 2] [--only stdlib,scientific,labels]
-                             [--losses mnrl,matryoshka] [--epochs 1] [--lr 2e-5]
+                             [--losses mnrl,matryoshka] [--epochs 1] [--lr 2e-5] [--per-text 1]
                              [--json-out bench/finetune-results.json]
 
 Pair sets (first sentence of a docstring -> the rest of it, at least 20 / 60 chars, cut at 400):
@@ -109,6 +109,7 @@ def main() -> None:
     ap.add_argument("--losses", default="mnrl,matryoshka")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--per-text", type=int, default=1, help="labels: same- and other-label pairs per text")
     ap.add_argument("--json-out", type=Path)
     args = ap.parse_args()
 
@@ -142,10 +143,10 @@ def main() -> None:
     if "labels" in parts:
         train, test = labelled()
         before = probe_scores(base, train, test)
-        pairs = pairs_from_labels([t for t, _ in train], [y for _, y in train], per_text=1, seed=0)
+        pairs = pairs_from_labels([t for t, _ in train], [y for _, y in train], per_text=args.per_text, seed=0)
         t0 = time.perf_counter()
         res = finetune(base, pairs, work / "labels", loss="cosine", held_out=0.0, threads=args.threads,
-                       progress=False)
+                       progress=False, epochs=args.epochs, learning_rate=args.lr)
         after = probe_scores(res.encoder, train, test)
         out["runs"]["labels/cosine"] = {"train_texts": len(train), "test_texts": len(test), "pairs": len(pairs),
                                         "before": before, "after": after, "seconds": time.perf_counter() - t0}
