@@ -299,3 +299,25 @@ def test_a_collection_with_neither_encoder_nor_space_embeds_with_the_default_mod
     assert col.search("a kitten", k=1)[0].id == "a"
     with pytest.raises(ls.InvalidInputError, match="not both"):
         store.create_collection("x", encoder=default_enc, space=default_enc.spec)
+
+
+def test_cached_filter_results_follow_writes_from_another_handle(tmp_path):
+    """A filtered search caches the filter's matches until the next write, including a
+    write through another handle on the same store (another connection, or process)."""
+    path = tmp_path / "s"
+    a = ls.open_store(path)
+    col_a = a.create_collection("c", space=ls.SpaceSpec(model="m", dim=8, modality="vector"))
+    vecs = unit_rows(30, 8)
+    col_a.add([f"r{i}" for i in range(30)], vectors=vecs, metadatas=[{"g": i % 3} for i in range(30)])
+    where = {"g": 0}
+    before = {h.id for h in col_a.search(vector=vecs[0], k=30, where=where)}
+    assert before == {f"r{i}" for i in range(0, 30, 3)}
+    b = ls.open_store(path)
+    col_b = b.get_collection("c")
+    col_b.delete(ids=["r3"])
+    col_b.add(["new"], vectors=vecs[1:2], metadatas=[{"g": 0}])
+    after = {h.id for h in col_a.search(vector=vecs[0], k=30, where=where)}
+    assert after == (before - {"r3"}) | {"new"}
+    assert {h.id for h in col_a.search_batch(vectors=vecs[:2], k=30, where=where)[1]} == after
+    b.close()
+    a.close()

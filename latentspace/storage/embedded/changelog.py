@@ -21,14 +21,24 @@ class ChangeLog:
         self._generation = gen
         self.check_exists()
         seq = self.last_seq()
+        if seq != self._synced_seq:  # another connection changed this collection: what was cached of it is stale
+            self._forget_derived(seq)
         if self._index is not None and seq != self._index_seq:
             self._replay_index()
         if self._matrix is not None and seq != self._matrix.seq:
             self._replay_matrix()
 
-    def _after_write(self, prev_seq, new_seq, removed, rids, vectors) -> None:
+    def _forget_derived(self, seq: int) -> None:
+        """Drop what is cached per filter (match sets, membership tests) and the id map: they
+        hold the collection as of an older change sequence."""
         self._filter_cache.clear()
         self._filter_cache_bytes = 0
+        self._allowed_cache = {}
+        self._rid_of = None
+        self._synced_seq = seq
+
+    def _after_write(self, prev_seq, new_seq, removed, rids, vectors) -> None:
+        self._forget_derived(new_seq)
         if self._index is not None:
             if self._index_seq == prev_seq:
                 if len(removed):

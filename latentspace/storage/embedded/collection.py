@@ -70,6 +70,8 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
         self._allowed_cache: dict = {}
         self._row_cache_bytes = 0
         self._plan_costs = PlanCosts()
+        self._rid_of: dict[str, int] | None = None  # id -> rid for the neighbour graph, until the next write
+        self._synced_seq = -1  # the change sequence the per-filter caches and the id map hold
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -360,7 +362,10 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
         vectors are ``vectors``): (positions in ``ids``, or -1; the metric's distances)."""
         with self.store._lock:
             n, m = len(ids), len(which)
-            rid_of = dict(self._q("SELECT id, rid FROM records WHERE collection_id = ?", (self.cid,)))
+            self.sync()
+            if self._rid_of is None:
+                self._rid_of = dict(self._q("SELECT id, rid FROM records WHERE collection_id = ?", (self.cid,)))
+            rid_of = self._rid_of
             rids = np.fromiter((rid_of.get(i, -1) for i in ids), dtype=np.int64, count=n)
             order = np.argsort(rids, kind="stable")
             sorted_rids = rids[order]
