@@ -33,7 +33,7 @@ import numpy as np
 from ..core.errors import BackendUnavailableError, InvalidInputError, NotFoundError
 from ..core.io import load_artifact, save_artifact
 from ..core.space import SpaceSpec
-from ..core.validation import check_choice, check_int, check_k
+from ..core.validation import check_choice, check_float, check_int, check_k
 
 Kind = Literal["als", "bpr"]
 KINDS = ("als", "bpr")
@@ -196,13 +196,12 @@ class InteractionModel:
             hits = collection.search(vector=query, space=self.spec, k=min(depth, 10_000))
             picked = [(h.id, h.score, h.metadata) for h in hits if self._item_col.get(h.id) not in seen][:k]
             if len(picked) < min(k, len(self.items) - len(seen)):  # the index came back short: score exactly
-                picked = [(i, s, m) for i, s, m in self._exact(vec, k, seen)]
+                picked = self._exact(vec, k, seen)
         else:
             picked = self._exact(vec, k, seen)
-        out = [Recommendation(i, float(s), m) for i, s, m in picked]
-        if explain:
-            out = [Recommendation(r.item, r.score, r.metadata, self.because(user, r.item, liked=liked)) for r in out]
-        return out
+        explainer = self._explainer(user, liked, 3) if explain else None
+        return [Recommendation(i, float(s), m, explainer(self._item_col[i]) if explainer and i in self._item_col else [])
+                for i, s, m in picked]
 
     def _exact(self, vec: np.ndarray, k: int, seen: set[int]) -> list[tuple[str, float, dict]]:
         scores = self.item_factors @ vec
@@ -222,7 +221,6 @@ class InteractionModel:
         k = check_k(k)
         col = self._cols([item])[0]
         vec = self.item_factors[col]
-        norms = np.linalg.norm(self.item_factors, axis=1)
         if collection is not None:
             self._check_collection(collection)
             unit = (vec / max(float(np.linalg.norm(vec)), 1e-12)).astype(np.float32)
@@ -233,7 +231,9 @@ class InteractionModel:
         cols = np.asarray([c for c, _ in cand], dtype=np.int64)
         if not len(cols):
             return []
-        cos = (self.item_factors[cols] @ vec) / np.maximum(norms[cols] * norms[col], 1e-12)
+        cand_vecs = self.item_factors[cols]
+        norms = np.linalg.norm(cand_vecs, axis=1) * np.linalg.norm(vec)
+        cos = (cand_vecs @ vec) / np.maximum(norms, 1e-12)
         order = np.argsort(-cos, kind="stable")[:k]
         return [Recommendation(self.items[cols[j]], float(cos[j]), cand[j][1]) for j in order.tolist()]
 
@@ -243,24 +243,37 @@ class InteractionModel:
         ``(item, contribution)``, largest first. ALS: implicit's exact decomposition of the
         score over the user's items; BPR: the dot product of each of the user's items with it."""
         check_int(n, "n", "because", 1, 1000)
-        col = self._cols([item])[0]
+        return self._explainer(user, liked, n)(self._cols([item])[0])
+
+    def _explainer(self, user: str | None, liked: Sequence[str] | None, n: int) -> Callable[[int], list]:
+        """item column -> the user's top ``n`` contributions to it; what depends on the user
+        alone (ALS: the factorised weights of the user's items) is computed once."""
         cols = self._seen_cols(user, liked)
         if not cols:
-            return []
+            return lambda col: []
         if self.kind == "als":
-            row = self._liked_row(cols, user)
-            _, top, _ = self._implicit_model().explain(0, row, col, N=n)
-            return [(self.items[i], float(s)) for i, s in top]
-        scores = self.item_factors[cols] @ self.item_factors[col]
-        order = np.argsort(-scores, kind="stable")[:n]
-        return [(self.items[cols[j]], float(scores[j])) for j in order.tolist()]
+            model, row, weights = self._implicit_model(), self._liked_row(cols, user), [None]
+
+            def als(col: int) -> list[tuple[str, float]]:
+                _, top, weights[0] = model.explain(0, row, col, user_weights=weights[0], N=n)
+                return [(self.items[i], float(s)) for i, s in top]
+
+            return als
+        mine = self.item_factors[cols]
+
+        def bpr(col: int) -> list[tuple[str, float]]:
+            scores = mine @ self.item_factors[col]
+            order = np.argsort(-scores, kind="stable")[:n]
+            return [(self.items[cols[j]], float(scores[j])) for j in order.tolist()]
+
+        return bpr
 
     # -- the item collection -------------------------------------------------------------
     def to_collection(self, store, name: str, *, metadata: Mapping[str, Mapping] | None = None,
                       documents: Mapping[str, str] | Callable[[str, Mapping], str] | None = None, hnsw=None):
         """A new collection of the item vectors in this model's space, each item's metadata
         (and document: a mapping, or a function of (item, metadata)) joined by id. The
-        collection must not exist: a retrained model is another space (migrate to it)."""
+        collection must not exist: a retrained model is another space, never written over one."""
         metadata = metadata or {}
         col = store.create_collection(name, space=self.spec, hnsw=hnsw)
         metas = [dict(metadata.get(i, {})) for i in self.items]
@@ -388,10 +401,7 @@ def fit_interactions(
     check_int(params["iterations"], "iterations", "fit_interactions", 1, 100_000)
     for name in ("regularization", "alpha", "learning_rate"):
         if name in params:
-            v = params[name]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise InvalidInputError(f"fit_interactions: {name} must be a finite number >= 0, got {v!r}.")
-            params[name] = float(v)
+            params[name] = check_float(params[name], name, "fit_interactions", 0.0, 1e6)
     params["seed"] = seed
     users, items, matrix, digest = interaction_matrix(interactions, user_key=user_key, item_key=item_key,
                                                       weight_key=weight_key)

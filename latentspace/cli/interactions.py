@@ -73,11 +73,9 @@ def fit_cmd(
                              threads=threads, user_key=user_field, item_key=item_field, weight_key=weight_field,
                              progress=not as_json)
     seconds = time.perf_counter() - t0
-    with open_store(store) as st:
-        _check_new(store, collection, st)
-        model.save(out)
-        col = model.to_collection(st, collection, metadata=metas, documents=docs or None)
-        stored = len(col)
+    with open_store(store) as st:  # the collection first: a name taken meanwhile leaves no model folder behind
+        stored = len(model.to_collection(st, collection, metadata=metas, documents=docs or None))
+    model.save(out)
     report = {"collection": collection, "model": str(out), "kind": model.kind, "params": model.params,
               "users": len(model.users), "items": len(model.items), "interactions": int(model.seen.nnz),
               "stored_items": stored, "items_with_metadata": sum(i in metas for i in model.items),
@@ -92,17 +90,15 @@ def fit_cmd(
                   f"{report['items_with_metadata']:,} with metadata); the model is in {out}.")
 
 
-def _check_new(store: Path, collection: str, st=None) -> None:
+def _check_new(store: Path, collection: str) -> None:
     """Refuse an existing collection name before any work: a newly fitted model is a new space."""
-    from ..collections.store import open_store
     from ..core.errors import AlreadyExistsError
 
-    if st is None:
-        if not store.exists():
-            return
-        with open_store(store) as opened:
-            return _check_new(store, collection, opened)
-    if any(c.name == collection for c in st.list_collections()):
+    if not store.exists():
+        return
+    with open_existing_store(store) as st:
+        taken = any(c.name == collection for c in st.list_collections())
+    if taken:
         raise AlreadyExistsError(
             f"Collection {collection!r} exists in {store}: a newly fitted model is a new space, never written over "
             "another. Store it under a new name and point your application at it.")

@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import io
 import json
-import math
 import random
 import tempfile
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.errors import BackendUnavailableError, InvalidInputError
-from ..core.validation import check_choice, check_int
+from ..core.validation import check_choice, check_float, check_int
 
 Loss = Literal["mnrl", "matryoshka", "cosine"]
 LOSSES = ("mnrl", "matryoshka", "cosine")
@@ -238,9 +237,8 @@ def finetune(
         check_int(threads, "threads", "finetune", 1, 1024)
     if max_steps is not None:
         check_int(max_steps, "max_steps", "finetune", 1, 10**9)
-    for name, v, hi in (("learning_rate", learning_rate, 1.0), ("warmup_ratio", warmup_ratio, 1.0)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= hi:
-            raise InvalidInputError(f"finetune: {name} must be a number in [0, {hi}], got {v!r}.")
+    learning_rate = check_float(learning_rate, "learning_rate", "finetune", 0.0, 1.0)
+    warmup_ratio = check_float(warmup_ratio, "warmup_ratio", "finetune", 0.0, 1.0)
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise InvalidInputError(f"{output} exists and is not an empty folder: fine-tuning writes a new model.")

@@ -103,15 +103,13 @@ def _frozen(value: Any) -> tuple:
     alike in Python); TypeError for anything but plain dicts, lists and scalars."""
     t = type(value)
     if t is dict:
-        return (dict, *[(k if type(k) is str else _unkeyable(), _frozen(v)) for k, v in value.items()])
+        if not all(type(k) is str for k in value):
+            raise TypeError
+        return (dict, *[(k, _frozen(v)) for k, v in value.items()])
     if t is list:
         return (list, *[_frozen(v) for v in value])
     if t in _PLAIN:
         return (t, value)
-    raise TypeError
-
-
-def _unkeyable():
     raise TypeError
 
 

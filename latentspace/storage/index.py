@@ -45,8 +45,11 @@ class HnswParams:
         return cls(**data)
 
 
-def to_scores(distances: np.ndarray, metric: str) -> np.ndarray:
-    """Scores where higher is better: cosine/dot similarity, negative Euclidean distance."""
+def to_scores(distances: np.ndarray | list[float], metric: str) -> np.ndarray | list[float]:
+    """Scores where higher is better: cosine/dot similarity, negative Euclidean distance (the
+    one place a distance becomes a score; a list in, a list out: the single-query path's)."""
+    if isinstance(distances, list):
+        return [-d for d in distances] if metric == "l2" else [1.0 - d for d in distances]
     if metric == "l2":
         return -distances
     return 1.0 - distances

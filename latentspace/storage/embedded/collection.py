@@ -320,8 +320,7 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
                 if -1 in rids:  # fewer than k matched: results are packed at the front
                     rids = rids[: rids.index(-1)]
                 d = dists[0, : len(rids)].astype(np.float64)
-                base = 0.0 if self.spec.metric == "l2" else 1.0  # the score: see index.to_scores
-                return make_hits(*self.hit_columns(rids), (base - d).tolist(), d.tolist())
+                return make_hits(*self.hit_columns(rids), to_scores(d, self.spec.metric).tolist(), d.tolist())
             index = self._index
             if index is None or self.store._poll() != self._generation:
                 index = self.index()
@@ -329,8 +328,7 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
             if found is None:
                 return None  # the general path falls back to an exact scan
             rids, dists = found
-            base = 0.0 if self.spec.metric == "l2" else 1.0  # the score: see index.to_scores
-            return make_hits(*self.hit_columns(rids), [base - d for d in dists], dists)
+            return make_hits(*self.hit_columns(rids), to_scores(dists, self.spec.metric), dists)
 
     def search(self, queries: np.ndarray, k: int, where: Node | None, *, exact: bool, ef: int | None,
                with_vectors: bool) -> list[list[Hit]]:

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..filter import Node
 from ..hits import Hit, make_hits
+from ..index import to_scores
 from .sqlfilter import compile_sql
 
 #: below this many matches the exact scan always wins (tens of microseconds): no plan to choose
@@ -237,8 +238,8 @@ class Planner:
         valid = labels >= 0
         counts = valid.sum(axis=1).tolist()
         d = dists[valid].astype(np.float64)
-        base = 0.0 if self.spec.metric == "l2" else 1.0  # the score: see index.to_scores
-        hits = make_hits(*self.hit_columns(labels[valid].tolist()), (base - d).tolist(), d.tolist(), keep_gone=True)
+        hits = make_hits(*self.hit_columns(labels[valid].tolist()), to_scores(d, self.spec.metric).tolist(), d.tolist(),
+                         keep_gone=True)
         out = []
         pos = 0
         for c in counts:
