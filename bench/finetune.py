@@ -2,7 +2,8 @@
 on two pair sets; and SetFit-style pairs from labels, kNN and linear-probe accuracy.
 
     python bench/finetune.py [--pairs 2000] [--threads 2] [--only stdlib,scientific,labels]
-                             [--losses mnrl,matryoshka] [--epochs 1] [--lr 2e-5] [--per-text 1]
+                             [--losses mnrl,matryoshka] [--epochs 1] [--lr 2e-5] [--eval-against all]
+                             [--label-loss triplet] [--label-epochs 1] [--label-lr 2e-5] [--per-text 1]
                              [--json-out bench/finetune-results.json]
 
 Pair sets (first sentence of a docstring -> the rest of it, at least 20 / 60 chars, cut at 400):
@@ -10,10 +11,14 @@ Pair sets (first sentence of a docstring -> the rest of it, at least 20 / 60 cha
 installed numpy, scipy, pandas and scikit-learn (their versions are recorded). Each set: up
 to ``--pairs`` pairs in a fixed even spread, 20% held out (seed 0); one epoch, batch 32, lr
 2e-5, through ``latentspace.embed.finetune`` (sentence-transformers' trainer). Retrieval:
-each held-out first sentence finds its docstring's rest among all held-out rests. Labels:
-docstrings of seven standard-library packages, 100 per package to train (1 same-label and 1
-other-label pair per text, CosineSimilarityLoss; texts cut at 300 chars) and 80 per package to test; kNN (k=10,
-cosine) and logistic-regression accuracy on the test texts, before and after.
+each held-out first sentence finds its docstring's rest among every rest of the set
+(``--eval-against all``: 2,000 candidates, the training ones too) or among the held-out
+rests only (``held_out``: 400). Labels: docstrings of seven standard-library packages (texts
+cut at 300 chars), 100 per package to train and 80 per package to test; ``--label-loss
+triplet``: the (text, package) rows with the batch-all triplet loss, batches grouped by
+label; ``cosine``: SetFit-style pairs (``--per-text`` same-label and other-label pairs per
+text, CosineSimilarityLoss); kNN (k=10, cosine) and logistic-regression accuracy on the
+test texts, before and after (``latentspace.embed.finetune.label_scores``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pathlib import Path
 
 SCIENTIFIC = ("numpy", "scipy", "pandas", "sklearn")
 LABEL_PACKAGES = ("tkinter", "distutils", "asyncio", "email", "importlib", "xml", "logging")
-_SENTENCE = re.compile(r"(.+?[.!?])(\s+|$)", re.S)
+_SENTENCE = re.compile(r"(.+?[.!?])(\s+|$)", re.DOTALL)
 
 
 def split_docstring(text: str) -> tuple[str, str] | None:
@@ -84,23 +89,6 @@ def labelled(per_train: int = 100, per_test: int = 80):
     return train, test
 
 
-def probe_scores(encoder, train, test) -> dict[str, float]:
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
-    xt = encoder.encode_documents([t for t, _ in train])
-    xe = encoder.encode_documents([t for t, _ in test])
-    yt, ye = np.array([y for _, y in train]), np.array([y for _, y in test])
-    sims = xe @ xt.T
-    top = np.argsort(-sims, axis=1)[:, :10]
-    knn = []
-    for row in top:
-        labels, counts = np.unique(yt[row], return_counts=True)
-        knn.append(labels[np.argmax(counts)])
-    probe = LogisticRegression(max_iter=2000, C=10.0).fit(xt, yt)
-    return {"knn_accuracy": float(np.mean(np.array(knn) == ye)), "probe_accuracy": float(probe.score(xe, ye))}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=2000)
@@ -109,18 +97,23 @@ def main() -> None:
     ap.add_argument("--losses", default="mnrl,matryoshka")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--lr", type=float, default=2e-5)
-    ap.add_argument("--per-text", type=int, default=1, help="labels: same- and other-label pairs per text")
+    ap.add_argument("--eval-against", default="all", choices=("all", "held_out"))
+    ap.add_argument("--label-loss", default="triplet", choices=("triplet", "cosine"))
+    ap.add_argument("--label-epochs", type=int, default=1)
+    ap.add_argument("--label-lr", type=float, default=2e-5)
+    ap.add_argument("--per-text", type=int, default=1, help="labels, cosine: same- and other-label pairs per text")
     ap.add_argument("--json-out", type=Path)
     args = ap.parse_args()
 
     import latentspace as ls
     from latentspace.data.stdlib_docs import docstring_items
-    from latentspace.embed.finetune import data_sha256, finetune, pairs_from_labels
+    from latentspace.embed.finetune import data_sha256, finetune, label_scores, pairs_from_labels
 
     base = ls.default_encoder(precision="fp32")
     work = Path(tempfile.mkdtemp(prefix="ls-bench-ft-"))
     parts = args.only.split(",")
     out: dict = {"python": sys.version.split()[0], "threads": args.threads, "epochs": args.epochs, "lr": args.lr,
+                 "eval_against": args.eval_against,
                  "packages": {p: metadata.version(p if p != "sklearn" else "scikit-learn") for p in SCIENTIFIC},
                  "sentence_transformers": metadata.version("sentence-transformers"), "runs": {}}
     sets = {}
@@ -134,7 +127,7 @@ def main() -> None:
             res = finetune(base, pairs, work / f"{name}-{loss}", loss=loss,
                            matryoshka_dims=[384, 256, 128, 64] if loss == "matryoshka" else None,
                            threads=args.threads, held_out=0.2, progress=False, epochs=args.epochs,
-                           learning_rate=args.lr)
+                           learning_rate=args.lr, eval_against=args.eval_against)
             run = {"pairs": len(pairs), "train": res.train_pairs, "held_out": res.held_out,
                    "data_sha256": data_sha256(pairs), "before": res.before, "after": res.after,
                    "seconds": time.perf_counter() - t0}
@@ -142,15 +135,22 @@ def main() -> None:
             print(json.dumps({f"{name}/{loss}": run}), flush=True)
     if "labels" in parts:
         train, test = labelled()
-        before = probe_scores(base, train, test)
-        pairs = pairs_from_labels([t for t, _ in train], [y for _, y in train], per_text=args.per_text, seed=0)
         t0 = time.perf_counter()
-        res = finetune(base, pairs, work / "labels", loss="cosine", held_out=0.0, threads=args.threads,
-                       progress=False, epochs=args.epochs, learning_rate=args.lr)
-        after = probe_scores(res.encoder, train, test)
-        out["runs"]["labels/cosine"] = {"train_texts": len(train), "test_texts": len(test), "pairs": len(pairs),
-                                        "before": before, "after": after, "seconds": time.perf_counter() - t0}
-        print(json.dumps({"labels": out["runs"]["labels/cosine"]}), flush=True)
+        if args.label_loss == "triplet":
+            res = finetune(base, train, work / "labels", loss="triplet", held_out=test, threads=args.threads,
+                           progress=False, epochs=args.label_epochs, learning_rate=args.label_lr)
+            before, after, n_pairs = res.before, res.after, len(train)
+        else:
+            before = label_scores(base, train, test)
+            pairs = pairs_from_labels([t for t, _ in train], [y for _, y in train], per_text=args.per_text, seed=0)
+            res = finetune(base, pairs, work / "labels", loss="cosine", held_out=0.0, threads=args.threads,
+                           progress=False, epochs=args.label_epochs, learning_rate=args.label_lr)
+            after, n_pairs = label_scores(res.encoder, train, test), len(pairs)
+        run = {"loss": args.label_loss, "epochs": args.label_epochs, "lr": args.label_lr, "train_texts": len(train),
+               "test_texts": len(test), "pairs": n_pairs, "before": before, "after": after,
+               "seconds": time.perf_counter() - t0}
+        out["runs"][f"labels/{args.label_loss}"] = run
+        print(json.dumps({"labels": run}), flush=True)
     print(f"\n{'run':<24} {'metric':<16} {'before':>8} {'after':>8}")
     for name, run in out["runs"].items():
         for key in run["before"]:

@@ -11,8 +11,11 @@ loaded as a new encoder: new weights, so a new SpaceSpec, whose metadata records
 model, the base weights and the training data's sha256 (``latentspace_training.json`` in
 the folder). Collections move to it by migration (``col.migrate(result.encoder)``).
 
-``pairs_from_labels`` makes SetFit-style pairs from labelled texts (same label: positive,
-other label: negative) for ``finetune(..., loss="cosine")``.
+From labels: ``finetune(encoder, [(text, label), ...], loss="triplet")`` trains with the
+batch-all triplet loss over batches grouped by label (every text of a label is a positive
+of every other, every text of another label a negative) and scores the held-out texts by
+kNN and linear-probe accuracy (``label_scores``) before and after; ``pairs_from_labels``
+makes SetFit-style pairs (same label: 1.0, other label: 0.0) for ``loss="cosine"``.
 ``pip install 'latentspace[train]'``.
 """
 
@@ -33,8 +36,8 @@ from typing import Any, Literal
 from ..core.errors import BackendUnavailableError, InvalidInputError
 from ..core.validation import check_choice, check_float, check_int
 
-Loss = Literal["mnrl", "matryoshka", "cosine"]
-LOSSES = ("mnrl", "matryoshka", "cosine")
+Loss = Literal["mnrl", "matryoshka", "cosine", "triplet"]
+LOSSES = ("mnrl", "matryoshka", "cosine", "triplet")
 PROVENANCE = "latentspace_training.json"
 K = 10
 
@@ -103,6 +106,19 @@ def pairs_from_collection(col, query_field: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def labelled_from_collection(col, label_key: str) -> list[tuple[str, Any]]:
+    """(document, label) rows from a collection whose records hold a string or integer label
+    in ``metadata[label_key]`` (records without one are skipped); for ``loss="triplet"``."""
+    rows = [(r.document, r.metadata[label_key]) for r in col.get()
+            if r.document and isinstance(r.metadata.get(label_key), (str, int))
+            and not isinstance(r.metadata.get(label_key), bool)]
+    if not rows:
+        keys = sorted({k for r in col.get(limit=1000) for k in r.metadata})
+        raise InvalidInputError(f"No record of collection {col.name!r} has both a document and a label in "
+                                f"metadata[{label_key!r}] (metadata keys present: {keys[:20]}).")
+    return rows
+
+
 def pairs_from_labels(texts: Sequence[str], labels: Sequence[Any], *, per_text: int = 2,
                       seed: int = 0) -> list[tuple[str, str, float]]:
     """SetFit-style pairs: for each text, ``per_text`` others with its label (1.0) and as
@@ -128,6 +144,21 @@ def pairs_from_labels(texts: Sequence[str], labels: Sequence[Any], *, per_text: 
 
 def _check_pairs(pairs: list, loss: str) -> list[tuple]:
     checked, seen, dups = [], set(), []
+    if loss == "triplet":
+        for n, p in enumerate(pairs):
+            if not isinstance(p, tuple) or len(p) != 2 or not isinstance(p[0], str) or not p[0].strip():
+                raise InvalidInputError(f"row {n}: loss='triplet' takes (text, label) with a non-empty text, got {p!r}.")
+            if isinstance(p[1], bool) or not isinstance(p[1], (str, int)):
+                raise InvalidInputError(f"row {n}: a label is a string or an integer, got {p[1]!r}.")
+            if p in seen:
+                dups.append(n)
+            seen.add(p)
+            checked.append(p)
+        if dups:
+            raise InvalidInputError(f"{len(dups)} duplicate row(s), e.g. row {dups[0]}: {checked[dups[0]]!r}.")
+        if len({p[1] for p in checked}) < 2:
+            raise InvalidInputError("loss='triplet' needs at least two labels (a label's negatives are the others).")
+        return checked
     for n, p in enumerate(pairs):
         if not isinstance(p, tuple) or len(p) not in (2, 3):
             raise InvalidInputError(f"pair {n}: expected (query, passage) or (query, passage, negative), got {p!r}.")
@@ -160,17 +191,18 @@ def data_sha256(pairs: Sequence[tuple]) -> str:
 
 # -- evaluation ------------------------------------------------------------------------------
 def retrieval_scores(model, pairs: Sequence[tuple], dims: Sequence[int | None] = (None,),
-                     batch_size: int = 64) -> dict[str, float]:
+                     batch_size: int = 64, distractors: Sequence[str] = ()) -> dict[str, float]:
     """recall@10, nDCG@10 and MRR@10 of each query finding its passage among all held-out
-    passages (sentence-transformers' InformationRetrievalEvaluator); per truncation in ``dims``."""
+    passages and ``distractors`` (sentence-transformers' InformationRetrievalEvaluator); per
+    truncation in ``dims``."""
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
     corpus: dict[str, str] = {}
     pid: dict[str, str] = {}
-    for p in pairs:
-        if p[1] not in pid:
-            pid[p[1]] = f"d{len(pid)}"
-            corpus[pid[p[1]]] = p[1]
+    for text in [p[1] for p in pairs] + list(distractors):
+        if text not in pid:
+            pid[text] = f"d{len(pid)}"
+            corpus[pid[text]] = text
     queries = {f"q{n}": p[0] for n, p in enumerate(pairs)}
     relevant = {f"q{n}": {pid[p[1]]} for n, p in enumerate(pairs)}
     out: dict[str, float] = {}
@@ -184,6 +216,31 @@ def retrieval_scores(model, pairs: Sequence[tuple], dims: Sequence[int | None] =
             value = next(v for key, v in raw.items() if key.endswith(f"cosine_{metric}@{K}"))
             out[f"{metric}@{K}{suffix}"] = float(value)
     return out
+
+
+def label_scores(model, train: Sequence[tuple], test: Sequence[tuple], k: int = 10) -> dict[str, float]:
+    """kNN (``k`` nearest training texts by cosine, majority label) and linear-probe
+    (logistic regression on the training vectors) accuracy on the ``test`` (text, label)
+    rows; ``model`` is a latentspace encoder or a SentenceTransformer."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    def embed(texts):
+        if hasattr(model, "encode_documents"):
+            x = np.asarray(model.encode_documents(texts), dtype=np.float32)
+        else:
+            x = np.asarray(model.encode(texts, batch_size=64, convert_to_numpy=True), dtype=np.float32)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    xt, xe = embed([t for t, _ in train]), embed([t for t, _ in test])
+    yt, ye = np.array([str(y) for _, y in train]), np.array([str(y) for _, y in test])
+    top = np.argsort(-(xe @ xt.T), axis=1)[:, : min(k, len(train))]
+    knn = []
+    for row in top:
+        labels, counts = np.unique(yt[row], return_counts=True)
+        knn.append(labels[np.argmax(counts)])
+    probe = LogisticRegression(max_iter=2000, C=10.0).fit(xt, yt)
+    return {"knn_accuracy": float(np.mean(np.array(knn) == ye)), "probe_accuracy": float(probe.score(xe, ye))}
 
 
 # -- training --------------------------------------------------------------------------------
@@ -219,6 +276,7 @@ def finetune(
     learning_rate: float = 2e-5,
     warmup_ratio: float = 0.1,
     held_out: float | Sequence[tuple] = 0.15,
+    eval_against: Literal["all", "held_out"] = "all",
     seed: int = 0,
     threads: int | None = None,
     max_steps: int | None = None,
@@ -228,8 +286,12 @@ def finetune(
     """Fine-tune ``encoder`` (a SentenceTransformerEncoder or a sentence-transformers model
     path) on ``pairs`` and save the result in ``output`` (a new, empty folder); see the
     module docstring. ``held_out``: a fraction of the pairs kept out for scoring (split by
-    ``seed``) or the held-out pairs themselves. Everything is checked before training."""
+    ``seed``) or the held-out pairs themselves. ``eval_against``: each held-out query looks
+    for its passage among every passage (``"all"``, the training passages too, as in the
+    collection the model will serve) or among the held-out passages only. Everything is
+    checked before training."""
     check_choice(loss, "loss", "finetune", LOSSES)
+    check_choice(eval_against, "eval_against", "finetune", ("all", "held_out"))
     check_int(epochs, "epochs", "finetune", 1, 1000)
     check_int(batch_size, "batch_size", "finetune", 2, 65536)
     check_int(seed, "seed", "finetune", 0, 2**31 - 1)
@@ -259,6 +321,8 @@ def finetune(
                                 "pairs or lower batch_size (in-batch negatives need a full batch).")
     if loss == "cosine":
         eval_pairs = [p for p in eval_pairs if p[2] >= 0.5]  # retrieval is scored on the positive pairs
+    if loss == "triplet" and len({p[1] for p in train_pairs}) < 2:
+        raise InvalidInputError("The training rows hold a single label: loss='triplet' needs two or more.")
     st = _st()
     import torch
     from datasets import Dataset
@@ -288,10 +352,28 @@ def finetune(
             dims += [d for d in mdims if d != native]
         elif matryoshka_dims is not None:
             raise InvalidInputError("matryoshka_dims goes with loss='matryoshka'.")
-        before = retrieval_scores(model, eval_pairs, dims) if evaluate and eval_pairs else {}
-        cols = ["anchor", "positive", "negative"] if loss != "cosine" else ["sentence1", "sentence2", "score"]
-        data = Dataset.from_dict({c: [p[i] for p in train_pairs] for i, c in enumerate(cols[: len(train_pairs[0])])})
-        if loss == "cosine":
+        distractors = ([p[1] for p in train_pairs if loss != "cosine" or p[2] >= 0.5]
+                       if eval_against == "all" and loss != "triplet" else [])
+
+        def scores() -> dict[str, float]:
+            if not (evaluate and eval_pairs):
+                return {}
+            if loss == "triplet":
+                return label_scores(model, train_pairs, eval_pairs)
+            return retrieval_scores(model, eval_pairs, dims, distractors=distractors)
+
+        before = scores()
+        if loss == "triplet":
+            label_ids = {y: i for i, y in enumerate(sorted({str(p[1]) for p in train_pairs}))}
+            data = Dataset.from_dict({"sentence": [p[0] for p in train_pairs],
+                                      "label": [label_ids[str(p[1])] for p in train_pairs]})
+        else:
+            cols = ["anchor", "positive", "negative"] if loss != "cosine" else ["sentence1", "sentence2", "score"]
+            data = Dataset.from_dict({c: [p[i] for p in train_pairs]
+                                      for i, c in enumerate(cols[: len(train_pairs[0])])})
+        if loss == "triplet":
+            train_loss = losses.BatchAllTripletLoss(model)
+        elif loss == "cosine":
             train_loss = losses.CosineSimilarityLoss(model)
         else:
             train_loss = losses.MultipleNegativesRankingLoss(model)
@@ -301,7 +383,8 @@ def finetune(
             args = SentenceTransformerTrainingArguments(
                 output_dir=work, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
                 learning_rate=learning_rate, warmup_steps=float(warmup_ratio), seed=seed, data_seed=seed,
-                batch_sampler=BatchSamplers.NO_DUPLICATES if loss != "cosine" else BatchSamplers.BATCH_SAMPLER,
+                batch_sampler={"cosine": BatchSamplers.BATCH_SAMPLER, "triplet": BatchSamplers.GROUP_BY_LABEL}.get(
+                    loss, BatchSamplers.NO_DUPLICATES),
                 save_strategy="no", report_to="none", logging_strategy="no", disable_tqdm=not progress,
                 dataloader_num_workers=0, use_cpu=str(model.device) == "cpu", max_steps=max_steps or -1,
             )
@@ -312,7 +395,7 @@ def finetune(
             with _loading.quiet_loading(), quiet:
                 trainer = st.SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=train_loss)
                 trainer.train()
-        after = retrieval_scores(model, eval_pairs, dims) if evaluate and eval_pairs else {}
+        after = scores()
         output.mkdir(parents=True, exist_ok=True)
         with _loading.quiet_loading():
             model.save(str(output), safe_serialization=True)
@@ -322,6 +405,7 @@ def finetune(
     base_spec = getattr(encoder, "spec", None)
     settings = {"loss": loss, "matryoshka_dims": [d for d in dims if d] or None, "epochs": epochs,
                 "batch_size": batch_size, "learning_rate": learning_rate, "warmup_ratio": warmup_ratio, "seed": seed,
+                "eval_against": eval_against,
                 "max_steps": max_steps}
     provenance = {"base_model": base_spec.model if base_spec else base,
                   "base_weights_sha256": base_spec.weights_sha256 if base_spec else None,
