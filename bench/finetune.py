@@ -15,8 +15,8 @@ each held-out first sentence finds its docstring's rest among every rest of the 
 (``--eval-against all``: 2,000 candidates, the training ones too) or among the held-out
 rests only (``held_out``: 400). Labels: docstrings of seven standard-library packages (texts
 cut at 300 chars), 100 per package to train and 80 per package to test; ``--label-loss
-triplet``: the (text, package) rows with the batch-all triplet loss, batches grouped by
-label; ``cosine``: SetFit-style pairs (``--per-text`` same-label and other-label pairs per
+triplet``: the (text, package) rows with a batch triplet loss, batches grouped by
+label (batch-hard soft-margin); ``cosine``: SetFit-style pairs (``--per-text`` same-label and other-label pairs per
 text, CosineSimilarityLoss); kNN (k=10, cosine) and logistic-regression accuracy on the
 test texts, before and after (``latentspace.embed.finetune.label_scores``).
 """

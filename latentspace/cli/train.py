@@ -22,7 +22,7 @@ def finetune_cmd(
     negative_field: str = typer.Option("negative", "--negative-field"),
     label_key: str | None = typer.Option(None, "--label-key",
                                             help="Train for classification from the collection's labels in this "
-                                                 "metadata field (batch-all triplet loss; scored by kNN and "
+                                                 "metadata field (batch-hard triplet loss; scored by kNN and "
                                                  "linear-probe accuracy on held-out records)."),
     loss: str | None = typer.Option(None, help="mnrl (MultipleNegativesRankingLoss, the default), matryoshka, "
                                                   "or triplet (the default with --label-key)."),

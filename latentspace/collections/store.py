@@ -166,8 +166,11 @@ MEMORY = ":memory:"
 
 def open_store(uri: str | os.PathLike, **options: Any) -> Store:
     """Open (or create) a store. ``uri``: a directory path, the embedded store (options:
-    ``lock_timeout``, ``create``, ``verbose``); or ``":memory:"``, collections in this
-    process's memory (exact search; gone when it ends)."""
+    ``lock_timeout``, ``create``, ``verbose``); ``":memory:"``, collections in this
+    process's memory (exact search; gone when it ends); ``"milvus://host:19530"`` (also
+    ``milvus://user:password@host:19530/db`` and ``milvus+https://``; options ``token``,
+    ``db_name``, ``timeout``) or ``"milvus+lite:///folder"``, collections in Milvus
+    (``pip install 'latentspace[milvus]'``)."""
     if not isinstance(uri, (str, os.PathLike)):
         raise InvalidInputError(f"open_store takes a path or ':memory:'. Got {type(uri).__name__}.")
     if uri == MEMORY:
@@ -176,6 +179,13 @@ def open_store(uri: str | os.PathLike, **options: Any) -> Store:
         if options:
             raise InvalidInputError(f"The memory store takes no options; got {sorted(options)}.")
         return Store(MemoryStore())
+    if isinstance(uri, str) and uri.startswith(("milvus://", "milvus+http://", "milvus+https://", "milvus+lite://")):
+        from ..storage.milvus import MilvusStore
+
+        unknown = set(options) - {"token", "db_name", "timeout"}
+        if unknown:
+            raise InvalidInputError(f"The Milvus store takes token, db_name and timeout; got {sorted(unknown)}.")
+        return Store(MilvusStore(uri, **options))
     return Store(EmbeddedStore(uri, **options))
 
 

@@ -12,8 +12,9 @@ model, the base weights and the training data's sha256 (``latentspace_training.j
 the folder). Collections move to it by migration (``col.migrate(result.encoder)``).
 
 From labels: ``finetune(encoder, [(text, label), ...], loss="triplet")`` trains with the
-batch-all triplet loss over batches grouped by label (every text of a label is a positive
-of every other, every text of another label a negative) and scores the held-out texts by
+batch-hard soft-margin triplet loss over batches grouped by label (each text against its
+farthest same-label text and its nearest other-label text in the batch; measured best of
+the batch triplet losses in bench/finetune.py) and scores the held-out texts by
 kNN and linear-probe accuracy (``label_scores``) before and after; ``pairs_from_labels``
 makes SetFit-style pairs (same label: 1.0, other label: 0.0) for ``loss="cosine"``.
 ``pip install 'latentspace[train]'``.
@@ -372,7 +373,7 @@ def finetune(
             data = Dataset.from_dict({c: [p[i] for p in train_pairs]
                                       for i, c in enumerate(cols[: len(train_pairs[0])])})
         if loss == "triplet":
-            train_loss = losses.BatchAllTripletLoss(model)
+            train_loss = losses.BatchHardSoftMarginTripletLoss(model)
         elif loss == "cosine":
             train_loss = losses.CosineSimilarityLoss(model)
         else:

@@ -14,6 +14,7 @@ import latentspace as ls
 BACKENDS = {
     "embedded": lambda path: ls.open_store(path),
     "memory": lambda path: ls.open_store(":memory:"),
+    "milvus": lambda path: ls.open_store(f"milvus+lite://{path}"),
 }
 
 

@@ -144,6 +144,27 @@ def test_values_are_bound_not_interpolated(col):
         col.get(where={'la"ng': "en"})
 
 
+EVIL = ['x" or 1==1 or metadata["k"]=="', 'x\') OR 1=1 --', "a\\b", "a\\", "line\nbreak", "tab\tx", "bell\x07",
+        "]) or true", "%_", "100%", "it's", '"', ""]
+
+
+def test_values_that_look_like_syntax_match_literally(backend_name, tmp_path):
+    """Quotes, backslashes, brackets, control characters and 'or 1==1' are values: each
+    filter returns exactly what the reference evaluator says, on every backend."""
+    st = BACKENDS[backend_name](tmp_path / "s")
+    col = st.create_collection("e", space=ls.SpaceSpec(model="m", dim=4, modality="vector"))
+    docs = [f"doc {v} end" for v in EVIL] + ["plain"]
+    metas = [{"k": v, "tags": [v, "t"]} for v in EVIL] + [{"other": 1}]
+    col.add([f"e{i}" for i in range(len(docs))], documents=docs, metadatas=metas, vectors=unit_rows(len(docs), 4))
+    for v in EVIL:
+        for where in ({"k": v}, {"k": {"$ne": v}}, {"k": {"$in": [v, "zz"]}}, {"k": {"$nin": [v]}},
+                      {"tags": {"$contains": v}}, {"k": {"$gte": v}}, *([{"$contains": v}] if v else [])):
+            expected = {f"e{i}" for i in range(len(docs)) if matches(where, docs[i], metas[i])}
+            assert {r.id for r in col.get(where=where)} == expected, where
+            assert {h.id for h in col.search(vector=unit_rows(1, 4, seed=3)[0], k=20, where=where)} == expected, where
+    st.close()
+
+
 def test_filters_parse_once_into_a_tree_that_backends_compile():
     from latentspace.storage.filter import And, DocContains, Field, Not, Or
     from latentspace.storage.embedded.sqlfilter import compile_sql

@@ -172,3 +172,24 @@ MemoryMachine.TestCase.settings = settings(
     max_examples=40, stateful_step_count=40, deadline=None, suppress_health_check=list(HealthCheck)
 )
 TestMemoryMachine = MemoryMachine.TestCase
+
+
+class MilvusMachine(CollectionMachine):
+    """The same rules on Milvus Lite, restarts included."""
+
+    @initialize()
+    def setup(self):
+        import pytest
+
+        pytest.importorskip("milvus_lite")
+        self.dir = tempfile.mkdtemp()
+        self.URI = f"milvus+lite://{self.dir}/m"
+        self.store = ls.open_store(self.URI)
+        self.col = self.store.create_collection("c", space=SPEC)
+        self.model = {}
+
+
+MilvusMachine.TestCase.settings = settings(
+    max_examples=12, stateful_step_count=30, deadline=None, suppress_health_check=list(HealthCheck)
+)
+TestMilvusMachine = MilvusMachine.TestCase
