@@ -3,7 +3,7 @@ on two pair sets; and SetFit-style pairs from labels, kNN and linear-probe accur
 
     python bench/finetune.py [--pairs 2000] [--threads 2] [--only stdlib,scientific,labels]
                              [--losses mnrl,matryoshka] [--epochs 1] [--lr 2e-5] [--eval-against all]
-                             [--label-loss triplet] [--label-epochs 1] [--label-lr 2e-5] [--per-text 1]
+                             [--label-loss triplet] [--label-epochs 1] [--label-lr 5e-5] [--per-text 1]
                              [--json-out bench/finetune-results.json]
 
 Pair sets (first sentence of a docstring -> the rest of it, at least 20 / 60 chars, cut at 400):
@@ -100,7 +100,7 @@ def main() -> None:
     ap.add_argument("--eval-against", default="all", choices=("all", "held_out"))
     ap.add_argument("--label-loss", default="triplet", choices=("triplet", "cosine"))
     ap.add_argument("--label-epochs", type=int, default=1)
-    ap.add_argument("--label-lr", type=float, default=2e-5)
+    ap.add_argument("--label-lr", type=float, default=5e-5)
     ap.add_argument("--per-text", type=int, default=1, help="labels, cosine: same- and other-label pairs per text")
     ap.add_argument("--json-out", type=Path)
     args = ap.parse_args()

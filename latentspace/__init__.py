@@ -32,6 +32,7 @@ from .embed import Encoder, default_encoder, encoder_from_config
 from .ingest import chunk_text
 from .storage.index import HnswParams
 from .collections.store import CollectionInfo, Store, open_store
+from .collections.copy import CopyReport, copy_collection
 
 
 def __getattr__(name: str):
@@ -83,6 +84,8 @@ __all__ = [
     # store and collections
     "Store",
     "open_store",
+    "copy_collection",
+    "CopyReport",
     "CollectionInfo",
     "Collection",
     "WriteResult",

@@ -45,7 +45,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks ins
 # -- collections ---------------------------------------------------------------------------
 @collection_app.command("create")
 def collection_create(
-    store: Path = typer.Argument(..., help="Store directory (created if missing)."),
+    store: str = typer.Argument(..., help="Store: a folder (created if missing) or a URI (milvus://host:19530)."),
     name: str = typer.Argument(..., help="Collection name."),
     model: Optional[str] = typer.Option(None, help="Embedding model: hub id or local folder (default: all-MiniLM-L6-v2)."),
     kind: str = typer.Option("sentence-transformers", help="Encoder: sentence-transformers, transformers or clip."),
@@ -110,7 +110,7 @@ def make_encoder(model: str | None, kind: str = "sentence-transformers", **optio
 
 @collection_app.command("list")
 def collection_list(
-    store: Path = typer.Argument(..., help="Store directory."),
+    store: str = typer.Argument(..., help="Store: a folder, or a URI (milvus://host:19530, milvus+lite:///folder)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List the collections of a store."""
@@ -132,7 +132,7 @@ def collection_list(
 
 @collection_app.command("info")
 def collection_info(
-    store: Path = typer.Argument(..., help="Store directory."),
+    store: str = typer.Argument(..., help="Store: a folder, or a URI (milvus://host:19530, milvus+lite:///folder)."),
     name: str = typer.Argument(..., help="Collection name."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -156,7 +156,7 @@ def collection_info(
 
 @collection_app.command("drop")
 def collection_drop(
-    store: Path = typer.Argument(..., help="Store directory."),
+    store: str = typer.Argument(..., help="Store: a folder, or a URI (milvus://host:19530, milvus+lite:///folder)."),
     name: str = typer.Argument(..., help="Collection name."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -175,7 +175,7 @@ def collection_drop(
 
 @collection_app.command("rename")
 def collection_rename(
-    store: Path = typer.Argument(..., help="Store directory."),
+    store: str = typer.Argument(..., help="Store: a folder, or a URI (milvus://host:19530, milvus+lite:///folder)."),
     name: str = typer.Argument(..., help="Collection name."),
     new_name: str = typer.Argument(..., help="Its new name."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -189,9 +189,43 @@ def collection_rename(
         console.print(f"Renamed collection {name} to {new_name}.")
 
 
+@collection_app.command("copy")
+def collection_copy(
+    src: str = typer.Argument(..., help="Source store: a folder or a URI (milvus://host:19530, milvus+lite:///f)."),
+    name: str = typer.Argument(..., help="Collection to copy."),
+    dst: str = typer.Argument(..., help="Destination store (a folder is created if missing)."),
+    new_name: Optional[str] = typer.Argument(None, help="Its name there (default: the same)."),
+    batch_size: int = typer.Option(1000, "--batch-size", help="Records per write."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Copy a collection to another store (embedded <-> Milvus): vectors, documents and
+    metadata as stored, nothing re-embedded, the space carried and checked. Run it again
+    to finish an interrupted copy: records already there are skipped."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..collections.copy import copy_collection
+    from ..collections.store import open_store
+
+    with open_existing_store(src) as source, open_store(dst) as target:
+        if as_json:
+            report = copy_collection(source, name, target, new_name, batch_size=batch_size)
+        else:
+            with Progress(TextColumn("[bold]copying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                          console=err_console, transient=True) as bar:
+                task = bar.add_task("copy", total=None)
+                report = copy_collection(source, name, target, new_name, batch_size=batch_size,
+                                         progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    console.print(f"Copied {report.copied:,} of {report.records:,} records from {report.source} to "
+                  f"{report.destination} in {report.seconds:.1f} s ({report.unchanged:,} already there"
+                  f"{'; created the collection' if report.created else ''}).")
+
+
 @collection_app.command("migrate")
 def collection_migrate(
-    store: Path = typer.Argument(..., help="Store directory."),
+    store: str = typer.Argument(..., help="Store: a folder, or a URI (milvus://host:19530, milvus+lite:///folder)."),
     name: str = typer.Argument(..., help="Collection to move to a new model."),
     model: str = typer.Option(..., help="The new model: a sentence-transformers hub id or local folder."),
     query_prefix: str = typer.Option("", help="Query prefix of the new model."),
@@ -227,7 +261,7 @@ def collection_migrate(
 
 @collection_app.command("rollback")
 def collection_rollback(
-    store: Path = typer.Argument(..., help="Store directory."),
+    store: str = typer.Argument(..., help="Store: a folder, or a URI (milvus://host:19530, milvus+lite:///folder)."),
     name: str = typer.Argument(..., help="Collection."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -243,7 +277,7 @@ def collection_rollback(
 
 @collection_app.command("history")
 def collection_history(
-    store: Path = typer.Argument(..., help="Store directory."),
+    store: str = typer.Argument(..., help="Store: a folder, or a URI (milvus://host:19530, milvus+lite:///folder)."),
     name: str = typer.Argument(..., help="Collection."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -267,7 +301,7 @@ def collection_history(
 # -- ingest and search -----------------------------------------------------------------------
 @app.command("ingest")
 def ingest_cmd(
-    store: Path = typer.Argument(..., help="Store directory (created if missing)."),
+    store: str = typer.Argument(..., help="Store: a folder (created if missing) or a URI (milvus://host:19530)."),
     collection: str = typer.Argument(..., help="Collection (created with --model if missing)."),
     file: Path = typer.Argument(..., help="JSONL, CSV, TSV, Parquet, or a folder of .txt/.md files."),
     id_field: Optional[str] = typer.Option("id", help="Field holding each record's id ('' to number them)."),
@@ -377,7 +411,7 @@ def _collection_for_vectors(st, name, items, vector_model, metric, normalize):
 
 @app.command("search")
 def search_cmd(
-    store: Path = typer.Argument(..., help="Store directory."),
+    store: str = typer.Argument(..., help="Store: a folder, or a URI (milvus://host:19530, milvus+lite:///folder)."),
     collection: str = typer.Argument(..., help="Collection name."),
     query: str = typer.Argument(..., help="Query text."),
     k: int = typer.Option(10, "-k", "--k", help="Number of results."),
@@ -400,7 +434,7 @@ def search_cmd(
 
 @app.command("update")
 def update_cmd(
-    store: Path = typer.Argument(..., help="Store directory."),
+    store: str = typer.Argument(..., help="Store: a folder, or a URI (milvus://host:19530, milvus+lite:///folder)."),
     collection: str = typer.Argument(..., help="Collection name."),
     ids: list[str] = typer.Argument(..., help="Ids of the records to change (all get the same change)."),
     metadata: Optional[str] = typer.Option(None, help='Metadata as JSON, merged key by key, e.g. \'{"reviewed": true}\'.'),

@@ -31,7 +31,7 @@ funnel_app = typer.Typer(help="Matryoshka funnel: search truncated vectors, re-r
                          no_args_is_help=True)
 GROUPS = [("classify", classify_app), ("images", images_app), ("funnel", funnel_app)]
 
-STORE = typer.Argument(..., help="Store directory.")
+STORE = typer.Argument(..., help="Store: a folder, or a URI (milvus://host:19530, milvus+lite:///folder).")
 COLLECTION = typer.Argument(..., help="Collection name.")
 WHERE = typer.Option(None, "--where", help="Metadata filter as JSON, e.g. '{\"year\": {\"$gte\": 2020}}'.")
 JSON = typer.Option(False, "--json", help="Machine-readable output.")
@@ -47,7 +47,7 @@ def _columns(table: Table, *spec) -> None:
 # -- rag ---------------------------------------------------------------------------------
 @command("rag")
 def rag_cmd(
-    store: Path = STORE, collection: str = COLLECTION,
+    store: str = STORE, collection: str = COLLECTION,
     question: str = typer.Argument(..., help="The question."),
     token_budget: int = typer.Option(1000, "--budget", help="Tokens the packed passages may use."),
     k: int = typer.Option(8, "-k", help="Passages at most."),
@@ -98,7 +98,7 @@ def _unit(per_chunk: bool) -> str:
 # -- recommend ------------------------------------------------------------------------------
 @command("recommend")
 def recommend_cmd(
-    store: Path = STORE, collection: str = COLLECTION,
+    store: str = STORE, collection: str = COLLECTION,
     positive: list[str] = typer.Option(..., "--positive", "-p", help="An id to find more like (repeatable)."),
     negative: list[str] = typer.Option([], "--negative", "-n", help="An id to move away from (repeatable)."),
     k: int = typer.Option(10, "-k"), strategy: str = typer.Option("average", help="average or best_score."),
@@ -119,7 +119,7 @@ def recommend_cmd(
 # -- cluster ----------------------------------------------------------------------------------
 @command("cluster")
 def cluster_cmd(
-    store: Path = STORE, collection: str = COLLECTION,
+    store: str = STORE, collection: str = COLLECTION,
     method: str = typer.Option("kmeans", help="kmeans or hdbscan."),
     n_clusters: int = typer.Option(8, "--n-clusters", help="k-means: number of clusters."),
     min_cluster_size: int = typer.Option(10, help="HDBSCAN: smallest cluster."),
@@ -155,7 +155,7 @@ def cluster_cmd(
 # -- dedup ------------------------------------------------------------------------------------
 @command("dedup")
 def dedup_cmd(
-    store: Path = STORE, collection: str = COLLECTION,
+    store: str = STORE, collection: str = COLLECTION,
     threshold: float = typer.Option(0.95, help="Cosine similarity at or above which two records are duplicates."),
     k: int = typer.Option(10, "-k", help="Neighbours asked per record (widened automatically for big groups)."),
     keep: str = typer.Option("first", help="Which record a group keeps: first, longest or shortest."),
@@ -195,7 +195,7 @@ def dedup_cmd(
 # -- outliers ---------------------------------------------------------------------------------
 @command("outliers")
 def outliers_cmd(
-    store: Path = STORE, collection: str = COLLECTION,
+    store: str = STORE, collection: str = COLLECTION,
     method: str = typer.Option("lof", help="knn (mean distance to k neighbours) or lof."),
     k: int = typer.Option(10, "-k"), top: int = typer.Option(10, help="How many to show."),
     per_chunk: bool = PER_CHUNK, where: Optional[str] = WHERE, as_json: bool = JSON,
@@ -230,7 +230,7 @@ def _print_predictions(rows, as_json: bool, title: str) -> None:
 
 @classify_app.command("knn")
 def classify_knn(
-    store: Path = STORE, collection: str = COLLECTION,
+    store: str = STORE, collection: str = COLLECTION,
     texts: list[str] = typer.Argument(..., help="Texts to label."),
     label_key: str = typer.Option("label", help="Metadata key holding the labels."),
     k: int = typer.Option(10, "-k"), where: Optional[str] = WHERE, as_json: bool = JSON,
@@ -246,7 +246,7 @@ def classify_knn(
 
 @classify_app.command("probe-train")
 def classify_probe_train(
-    store: Path = STORE, collection: str = COLLECTION,
+    store: str = STORE, collection: str = COLLECTION,
     out: Path = typer.Option(..., "--out", "-o", help="Folder to save the probe in (JSON + safetensors)."),
     label_key: str = typer.Option("label", help="Metadata key holding the labels."),
     c: float = typer.Option(1.0, "--C", help="Inverse regularisation strength."),
@@ -273,7 +273,7 @@ def classify_probe_train(
 
 @classify_app.command("probe-predict")
 def classify_probe_predict(
-    store: Path = STORE, collection: str = COLLECTION,
+    store: str = STORE, collection: str = COLLECTION,
     probe_dir: Path = typer.Argument(..., help="A folder saved by probe-train."),
     write_to: Optional[str] = typer.Option(None, help="Metadata key that receives each predicted label."),
     where: Optional[str] = WHERE, as_json: bool = JSON,
@@ -291,7 +291,7 @@ def classify_probe_predict(
 
 @classify_app.command("zero-shot")
 def classify_zero_shot(
-    store: Path = STORE, collection: str = COLLECTION,
+    store: str = STORE, collection: str = COLLECTION,
     label: list[str] = typer.Option(..., "--label", "-l", help="NAME=DESCRIPTION (repeatable; at least two)."),
     text: list[str] = typer.Option([], "--text", help="Label these texts instead of the collection's records."),
     write_to: Optional[str] = typer.Option(None, help="Metadata key that receives each record's label."),
@@ -319,7 +319,7 @@ def classify_zero_shot(
 # -- images -------------------------------------------------------------------------------------
 @images_app.command("add")
 def images_add(
-    store: Path = STORE, collection: str = COLLECTION,
+    store: str = STORE, collection: str = COLLECTION,
     paths: list[Path] = typer.Argument(..., help="Image files (or folders of them)."),
     as_json: bool = JSON,
 ) -> None:
@@ -347,7 +347,7 @@ def images_add(
 
 @images_app.command("search")
 def images_search(
-    store: Path = STORE, collection: str = COLLECTION,
+    store: str = STORE, collection: str = COLLECTION,
     text: Optional[str] = typer.Option(None, "--text", help="Search with a text."),
     image: Optional[Path] = typer.Option(None, "--image", help="Search with an image file."),
     k: int = typer.Option(10, "-k"), where: Optional[str] = WHERE, as_json: bool = JSON,
@@ -371,7 +371,7 @@ def images_search(
 # -- funnel -------------------------------------------------------------------------------------
 @funnel_app.command("build")
 def funnel_build(
-    store: Path = STORE, collection: str = COLLECTION,
+    store: str = STORE, collection: str = COLLECTION,
     dim: int = typer.Option(..., "--dim", help="Length of the truncated vectors (e.g. 128)."),
     as_json: bool = JSON,
 ) -> None:
@@ -390,7 +390,7 @@ def funnel_build(
 
 @funnel_app.command("search")
 def funnel_search(
-    store: Path = STORE, collection: str = COLLECTION, query: str = typer.Argument(..., help="Query text."),
+    store: str = STORE, collection: str = COLLECTION, query: str = typer.Argument(..., help="Query text."),
     dim: int = typer.Option(..., "--dim", help="The truncation built with `funnel build`."),
     k: int = typer.Option(10, "-k"),
     candidates: Optional[int] = typer.Option(None, help="Candidates from the truncated index (default 10 k)."),

@@ -15,7 +15,7 @@ interactions_app = typer.Typer(
     help="Learn item and user vectors from (user, item[, weight]) interactions (implicit ALS or BPR), store the "
          "items as a collection, recommend.", no_args_is_help=True)
 
-STORE = typer.Argument(..., help="Store directory.")
+STORE = typer.Argument(..., help="Store: a folder, or a URI (milvus://host:19530, milvus+lite:///folder).")
 COLLECTION = typer.Argument(..., help="Collection of the model's item vectors.")
 MODEL = typer.Option(..., "--model", "-m", help="The model folder written by 'interactions fit'.")
 JSON = typer.Option(False, "--json", help="Machine-readable output.")
@@ -38,7 +38,7 @@ def _item_metadata(path: Path, id_field: str, title_field: Optional[str]) -> tup
 
 @interactions_app.command("fit")
 def fit_cmd(
-    store: Path = STORE, collection: str = COLLECTION,
+    store: str = STORE, collection: str = COLLECTION,
     interactions: Path = typer.Argument(..., help="JSONL, CSV/TSV or Parquet of interactions."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to save the model in (user vectors and all)."),
     kind: str = typer.Option("als", help="als (implicit-feedback ALS) or bpr."),
@@ -90,11 +90,11 @@ def fit_cmd(
                   f"{report['items_with_metadata']:,} with metadata); the model is in {out}.")
 
 
-def _check_new(store: Path, collection: str) -> None:
+def _check_new(store: str, collection: str) -> None:
     """Refuse an existing collection name before any work: a newly fitted model is a new space."""
     from ..core.errors import AlreadyExistsError
 
-    if not store.exists():
+    if "://" not in store and not Path(store).exists():
         return
     with open_existing_store(store) as st:
         taken = any(c.name == collection for c in st.list_collections())
@@ -120,7 +120,7 @@ def _table(title: str, recs, explain: bool) -> Table:
     return table
 
 
-def _load(model: Path, store: Path, collection: str):
+def _load(model: Path, store: str, collection: str):
     from ..apps.interactions import InteractionModel
 
     m = InteractionModel.load(model)
@@ -130,7 +130,7 @@ def _load(model: Path, store: Path, collection: str):
 
 @interactions_app.command("recommend")
 def recommend_cmd(
-    store: Path = STORE, collection: str = COLLECTION, model: Path = MODEL,
+    store: str = STORE, collection: str = COLLECTION, model: Path = MODEL,
     user: Optional[str] = typer.Option(None, "--user", "-u", help="A user the model learned from."),
     liked: Optional[str] = typer.Option(None, "--liked", help="A new user's items, comma-separated."),
     k: int = typer.Option(10, "-k"),
@@ -153,7 +153,7 @@ def recommend_cmd(
 
 @interactions_app.command("similar")
 def similar_cmd(
-    store: Path = STORE, collection: str = COLLECTION,
+    store: str = STORE, collection: str = COLLECTION,
     item: str = typer.Argument(..., help="An item id."),
     model: Path = MODEL,
     k: int = typer.Option(10, "-k"),

@@ -11,7 +11,7 @@ from .common import console, emit_json, open_existing_store
 
 
 def finetune_cmd(
-    store: Path = typer.Argument(..., help="Store directory."),
+    store: str = typer.Argument(..., help="Store: a folder, or a URI (milvus://host:19530, milvus+lite:///folder)."),
     collection: str = typer.Argument(..., help="Collection whose encoder is the base model."),
     out: Path = typer.Option(..., "--out", "-o", help="New folder for the fine-tuned model."),
     pairs: Path | None = typer.Option(None, "--pairs", help="JSONL/CSV/Parquet of (query, passage[, negative])."),

@@ -182,9 +182,9 @@ def open_store(uri: str | os.PathLike, **options: Any) -> Store:
     if isinstance(uri, str) and uri.startswith(("milvus://", "milvus+http://", "milvus+https://", "milvus+lite://")):
         from ..storage.milvus import MilvusStore
 
-        unknown = set(options) - {"token", "db_name", "timeout"}
+        unknown = set(options) - {"token", "db_name", "timeout", "create"}
         if unknown:
-            raise InvalidInputError(f"The Milvus store takes token, db_name and timeout; got {sorted(unknown)}.")
+            raise InvalidInputError(f"The Milvus store takes token, db_name, timeout and create; got {sorted(unknown)}.")
         return Store(MilvusStore(uri, **options))
     return Store(EmbeddedStore(uri, **options))
 

@@ -109,6 +109,10 @@ class CollectionBackend(ABC):
         """Records by id (in the order asked; unknown ids left out) and/or filter, in the
         backend's stable order (insertion order where it has one)."""
 
+    def ids(self) -> list[str]:
+        """Every record's id, in the order of :meth:`rows` (a backend may do it cheaper)."""
+        return [r.id for r in self.rows(None, None, None, 0, False)]
+
     # -- search ---------------------------------------------------------------------------
     @abstractmethod
     def search(self, queries: np.ndarray, k: int, where: Node | None, *, exact: bool, ef: int | None,

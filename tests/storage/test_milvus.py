@@ -148,7 +148,7 @@ def test_documents_beyond_a_varchar_are_refused_whole(uri):
 def test_unreachable_milvus_is_one_typed_line():
     with pytest.raises(ls.BackendUnavailableError, match=r"Cannot reach Milvus at http://127.0.0.1:9.*docs/milvus.md"):
         ls.open_store("milvus://127.0.0.1:9", timeout=2)
-    with pytest.raises(ls.InvalidInputError, match="token, db_name and timeout"):
+    with pytest.raises(ls.InvalidInputError, match="token, db_name, timeout and create"):
         ls.open_store("milvus://127.0.0.1:9", lock_timeout=3)
 
 

@@ -272,6 +272,11 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
         vectors = np.frombuffer(b"".join(found[i][1] for i in present), dtype=np.float32).reshape(len(present), -1)
         return present, [found[i][0] for i in present], vectors
 
+    def ids(self) -> list[str]:
+        with self.store._lock:
+            self.sync()
+            return [r[0] for r in self._q("SELECT id FROM records WHERE collection_id = ? ORDER BY rid", (self.cid,))]
+
     def rows(self, ids: list[str] | None, where: Node | None, limit: int | None, offset: int,
              with_vectors: bool) -> list[Row]:
         with self.store._lock:

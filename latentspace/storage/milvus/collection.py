@@ -161,6 +161,10 @@ class MilvusCollection(CollectionBackend):
             return len(gone)
 
     # -- reads ----------------------------------------------------------------------------
+    def ids(self) -> list[str]:
+        with self.store._lock:
+            return [e["id"] for e in sorted(self._query_all(None, ["id", "seq"]), key=lambda e: e["seq"])]
+
     def rows(self, ids, where, limit, offset, with_vectors) -> list[Row]:
         with self.store._lock:
             picked = self._matching(where, FIELDS, ids)

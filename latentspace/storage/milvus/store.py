@@ -103,7 +103,8 @@ def _quiet_pymilvus() -> None:
 class MilvusStore(StoreBackend):
     """Collections in Milvus (see the module docstring)."""
 
-    def __init__(self, uri: str, *, token: str | None = None, db_name: str | None = None, timeout: float = 10.0):
+    def __init__(self, uri: str, *, token: str | None = None, db_name: str | None = None, timeout: float = 10.0,
+                 create: bool = True):
         try:
             from pymilvus import MilvusClient, MilvusException
         except ImportError:
@@ -132,6 +133,8 @@ class MilvusStore(StoreBackend):
             except ImportError:
                 raise BackendUnavailableError("Milvus Lite needs the milvus-lite package: pip install "
                                               "'latentspace[milvus]' (Linux and macOS).") from None
+            if not create and not (lite / "milvus.db").exists():
+                raise NotFoundError(f"No Milvus Lite store at {lite} (no milvus.db there).")
             if lite.exists() and not lite.is_dir():
                 raise InvalidInputError(f"{lite} is a file; milvus+lite:// takes a folder (latentspace keeps "
                                         "milvus.db in it).")
