@@ -239,6 +239,8 @@ def test_collection_migrate_rollback_history(tmp_path, tiny_st):
     assert failed.returncode == ls.ModelLoadError.exit_code and "Traceback" not in failed.stderr
     info_after = json.loads(run("collection", "info", store, "docs", "--json").stdout)
     assert info_after["fingerprint"] == out["old_fingerprint"] and info_after["count"] == 30  # nothing changed
+    assert json.loads(run("collection", "drop-retired", store, "docs", "--json").stdout)["dropped"] == 1
+    assert run("collection", "rollback", store, "docs", check=False).returncode == ls.NotFoundError.exit_code
 
 
 def test_ingest_precomputed_vectors(tmp_path):

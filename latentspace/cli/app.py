@@ -173,6 +173,25 @@ def collection_drop(
         console.print(f"Dropped collection {name} ({info.count} records).")
 
 
+@collection_app.command("drop-retired")
+def collection_drop_retired(
+    store: str = typer.Argument(..., help="Store: a folder, or a URI (milvus://host:19530, milvus+lite:///folder)."),
+    name: str = typer.Argument(..., help="Collection name."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Delete the spaces a collection had before its migrations (no rollback past this)."""
+    with open_existing_store(store) as st:
+        st.collection_info(name)
+        if not yes and not as_json and sys.stdin.isatty():
+            typer.confirm(f"Delete the retired spaces of {name!r}? Rollback will no longer be possible.", abort=True)
+        dropped = st.drop_retired(name)
+    if as_json:
+        emit_json({"collection": name, "dropped": dropped})
+    else:
+        console.print(f"Dropped {dropped} retired space(s) of {name}.")
+
+
 @collection_app.command("rename")
 def collection_rename(
     store: str = typer.Argument(..., help="Store: a folder, or a URI (milvus://host:19530, milvus+lite:///folder)."),

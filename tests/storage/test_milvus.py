@@ -166,3 +166,20 @@ def test_scores_follow_the_one_convention(uri):
         np.testing.assert_allclose([h.score for h in got], [h.score for h in want], atol=1e-4)
         np.testing.assert_allclose([h.distance for h in got], [h.distance for h in want], atol=1e-4)
         st.close()
+
+
+def test_collection_migrate_and_rollback_on_milvus(uri, tiny_st, tiny_encoder):
+    st = ls.open_store(uri)
+    col = st.create_collection("docs", encoder=tiny_encoder)
+    col.add([f"d{i}" for i in range(40)], documents=[f"the cat {w} sat" for w in range(40)])
+    other = ls.SentenceTransformerEncoder(str(tiny_st), precision="fp32", normalize=False)
+    report = col.migrate(other, queries=10)
+    assert report.switched and report.records == 40
+    assert st.get_collection("docs").spec == other.spec
+    st.rollback_collection("docs")
+    assert st.get_collection("docs").spec == tiny_encoder.spec and len(st.get_collection("docs")) == 40
+    assert [h["action"].split()[0] for h in st.collection_history("docs")] == ["migrate", "rollback"]
+    st.close()
+    again = ls.open_store(uri)  # the switch persisted: the aliases are Milvus'
+    assert again.get_collection("docs").spec == tiny_encoder.spec
+    again.close()

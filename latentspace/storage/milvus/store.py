@@ -94,10 +94,13 @@ def parse_uri(uri: str) -> dict[str, Any]:
 
 def _quiet_pymilvus() -> None:
     """pymilvus logs every refused call with a traceback at ERROR (its ``decorators``
-    logger); latentspace raises a typed error instead. Left alone if the user set a level."""
-    lg = logging.getLogger("pymilvus.decorators")
-    if lg.level == logging.NOTSET:
-        lg.setLevel(logging.CRITICAL)
+    logger; latentspace raises a typed error instead) and a warning on every iterator over
+    Milvus Lite (which has no MVCC timestamp to hand out). Left alone if the user set a level."""
+    for name, level in (("pymilvus.decorators", logging.CRITICAL),
+                        ("pymilvus.client.iterator.query_iterator", logging.ERROR)):
+        lg = logging.getLogger(name)
+        if lg.level == logging.NOTSET:
+            lg.setLevel(level)
 
 
 class MilvusStore(StoreBackend):
