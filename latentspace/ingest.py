@@ -20,7 +20,7 @@ from typing import Any
 from .core.errors import InvalidInputError, NotFoundError, TruncationWarning
 from .collections.chunks import record_of
 from .core.records import read_rows
-from .core.validation import check_int
+from .core.validation import check_choice, check_int
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".rst")
 
@@ -250,14 +250,24 @@ def ingest(
     batch_size: int = 256,
     on_batch: Callable[[int], None] | None = None,
     space=None,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
 ) -> IngestReport:
     """Upsert items in batches; unchanged records (same content hash) are skipped, not re-embedded.
 
     Items with vectors are stored as given; ``space`` names their space (needed for a
     collection bound to an encoder, as for ``Collection.add``). Items with and without
-    vectors cannot be mixed."""
+    vectors cannot be mixed. ``engine="ray"`` embeds on a Ray cluster (``address``: a running
+    one, or None for a local one; ``workers``: actors), see :mod:`.ray_ingest`."""
     import numpy as np
 
+    check_choice(engine, "engine", "ingest", ("local", "ray"))
+    if engine == "ray":
+        from .ray_ingest import embed_on_ray
+
+        return embed_on_ray(collection, list(items), address=address, workers=workers, batch_size=batch_size,
+                            on_batch=on_batch)
     check_int(batch_size, "batch_size", "ingest", 1, 100_000)
     report = IngestReport()
     batch: list[Item] = []

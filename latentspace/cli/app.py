@@ -338,6 +338,12 @@ def ingest_cmd(
                                                "(names a new collection's space; must match an existing one's)."),
     metric: str = typer.Option("cosine", help="With --vector-field, for a new collection: cosine, dot or l2."),
     normalize: bool = typer.Option(True, help="With --vector-field, for a new collection: vectors are unit length."),
+    engine: str = typer.Option("local", help="local (this process) or ray (an actor pool on a Ray cluster; "
+                               "pip install 'latentspace[ray]')."),
+    address: Optional[str] = typer.Option(None, help="With --engine ray: the cluster ('auto', 'ray://host:10001'); "
+                                          "default: a local one."),
+    workers: Optional[int] = typer.Option(None, help="With --engine ray: encoder actors (default: one per GPU, "
+                                          "else one per 2 CPUs)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Embed and store a file's records (or store their precomputed vectors). Re-running skips
@@ -380,7 +386,8 @@ def ingest_cmd(
                 progress.update(task, advance=n, rate=f"{rate:,.0f} rec/s")
 
             try:
-                report = ingest(col, items, batch_size=batch_size, on_batch=on_batch, space=space)
+                report = ingest(col, items, batch_size=batch_size, on_batch=on_batch, space=space, engine=engine,
+                                address=address, workers=workers)
             except KeyboardInterrupt:
                 progress.stop()
                 stored = len(col)  # every batch is one transaction: what is stored is whole
