@@ -196,3 +196,47 @@ def test_a_transient_locking_protocol_error_is_retried_then_typed(tmp_path):
         read_all(Flaky(100), "SELECT 1", (), tmp_path, 1.0)
     assert isinstance(translate(sqlite3.OperationalError("locking protocol"), tmp_path, 1.0), ls.StoreLockedError)
     assert isinstance(translate(sqlite3.DatabaseError("file is not a database"), tmp_path, 1.0), ls.CorruptStoreError)
+
+
+CHECKPOINT_WRITER = """
+import os, signal, sys, time, json
+import numpy as np
+import latentspace as ls
+from latentspace.storage.embedded import annfiles
+annfiles.CHECKPOINT_MIN, annfiles.CHECKPOINT_FRACTION = 300, 0.25
+st = ls.open_store(sys.argv[1])
+col = st.create_collection("c", space=ls.SpaceSpec(model="m", dim=16, modality="vector"))
+rng = np.random.default_rng(0)
+for b in range(30):  # 3,000 records in batches of 100: never searched, never flushed
+    x = rng.normal(size=(100, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    col.add([f"r{b}-{i}" for i in range(100)], vectors=x)
+    time.sleep(0.02)
+storage = col._storage
+storage.wait_checkpoint()
+print(json.dumps({"disk_seq": storage._durable_seq(), "last_seq": storage.last_seq()}), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_writer_leaves_a_recent_index_and_recovery_replays_only_the_tail(tmp_path):
+    """Writes accumulate, a background save keeps the index file close behind; after a
+    SIGKILL (no close, no flush) the next open loads that file and replays the tail."""
+    import subprocess
+    import sys
+
+    store = tmp_path / "s"
+    proc = subprocess.run([sys.executable, "-c", CHECKPOINT_WRITER, str(store)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    state = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert state["last_seq"] == 3000 and 0 < state["disk_seq"] <= 3000
+    assert state["last_seq"] - state["disk_seq"] <= 0.25 * 3000 + 300  # the tail is short
+    st = ls.open_store(store)
+    col = st.get_collection("c")
+    recs = col.get(include_vectors=True)
+    for r in recs[::97]:
+        assert col.search(vector=r.vector, k=1)[0].id == r.id
+    assert not any("rebuilt" in m for m in st.messages), st.messages  # loaded the file, replayed the tail
+    assert col._storage._index_seq == 3000
+    st.close()

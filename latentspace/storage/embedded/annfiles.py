@@ -3,6 +3,12 @@
 The file ``idx-<cid>-<seq>-<rand>.hnsw`` is committed by atomically replacing the sidecar
 ``idx-<cid>.json`` (sha256, size, seq, count, params): the sidecar is the commit point. A
 missing, truncated or altered file fails the check and the index is rebuilt from SQLite.
+
+Checkpoints: as writes accumulate (``CHECKPOINT_MIN`` changes and ``CHECKPOINT_FRACTION``
+of the live vectors since the file on disk), a background thread brings the index up to
+date and saves it, so that the next open after a writer died replays only the tail of the
+change log instead of rebuilding the graph (minutes at a million vectors). The thread takes
+the store's lock like any writer; the writer's next batch is embedded meanwhile.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -21,6 +28,8 @@ from ..index import HnswIndex
 from .sqlite import translate
 
 INDEX_FORMAT = 1
+CHECKPOINT_MIN = 20_000  # changes since the saved index before a background save
+CHECKPOINT_FRACTION = 0.25  # ... and this fraction of the live vectors: the saved bytes stay within ~5x the last file
 
 
 def drop_index_files(store_path: Path, cid: int) -> None:
@@ -98,6 +107,46 @@ class IndexFiles:
             raise translate(exc, self.store.path, self.store.lock_timeout) from None
         self._index, self._index_seq = index, seq
 
+    def _durable_seq(self) -> int:
+        """The change sequence the index file on disk holds (0: none)."""
+        if self._index_saved_seq >= 0:
+            return self._index_saved_seq
+        if self._disk_seq is None:
+            try:
+                self._disk_seq = int(json.loads(self._sidecar().read_text()).get("seq", 0))
+            except (OSError, ValueError, TypeError, AttributeError):
+                self._disk_seq = 0
+        return self._disk_seq
+
+    def _maybe_checkpoint(self, new_seq: int) -> None:
+        """After a write: start a background save when the file on disk is far behind."""
+        if self._checkpoint is not None or CHECKPOINT_MIN <= 0:
+            return
+        pending = new_seq - self._durable_seq()
+        if pending < CHECKPOINT_MIN or pending < CHECKPOINT_FRACTION * self._count():
+            return
+
+        def run() -> None:
+            try:
+                with self.store._lock:
+                    if not self.store.closed:
+                        self.index()
+                        self.save_index()
+            except Exception as exc:  # noqa: BLE001 - a failed checkpoint leaves the last good file: say so
+                self.store._log(f"background save of the index of {self.name!r} failed ({exc}); the next open "
+                                "replays more of the change log")
+            finally:
+                self._checkpoint = None
+
+        self._checkpoint = threading.Thread(target=run, name=f"latentspace-index-{self.cid}", daemon=True)
+        self._checkpoint.start()
+
+    def wait_checkpoint(self) -> None:
+        """Wait for a background save in progress (call without holding the store's lock)."""
+        t = self._checkpoint
+        if t is not None and t is not threading.current_thread():
+            t.join()
+
     def save_index(self, force: bool = False) -> bool:
         """Write the index file atomically if it holds changes the file lacks."""
         if self._index is None or (self._index_seq == self._index_saved_seq and not force):
@@ -112,7 +161,7 @@ class IndexFiles:
             "seq": self._index_seq, "live": len(self._index), "dim": self.spec.dim, "metric": self.spec.metric,
             "params": self.params.to_dict(), "saved_at": time.time(),
         })
-        self._index_saved_seq = self._index_seq
+        self._index_saved_seq = self._disk_seq = self._index_seq
         self._cleanup_index_files(keep=name)
         return True
 

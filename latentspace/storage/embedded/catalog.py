@@ -155,6 +155,8 @@ class EmbeddedStore(StoreBackend):
         """Save derived index files that are behind, and close the database."""
         if self._conn is None:
             return
+        for storage in list(self._collections.values()):
+            storage.wait_checkpoint()  # a background save needs the lock: let it finish first
         with self._lock:
             for storage in self._collections.values():
                 try:

@@ -62,6 +62,8 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
         self._index: HnswIndex | None = None
         self._index_seq = 0
         self._index_saved_seq = -1
+        self._disk_seq: int | None = None  # the seq of the index file on disk, read once (see annfiles)
+        self._checkpoint = None  # a background index save in progress
         self._matrix: _Matrix | None = None
         self._generation = store._generation
         self._filter_cache: OrderedDict[tuple[str, int], tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
@@ -185,6 +187,7 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
             )
             new_seq = next_seq - 1
         self._after_write(prev_seq, new_seq, removed, rids, vectors)
+        self._maybe_checkpoint(new_seq)
         return len(ids) - len(removed), len(removed)
 
     def _delete_rows(self, conn: sqlite3.Connection, rids: list[int]) -> None:
@@ -226,6 +229,7 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
             conn.execute("UPDATE collections SET count = count - ? WHERE id = ?", (len(rids), self.cid))
             new_seq = self.last_seq()
         self._after_write(prev_seq, new_seq, rids, np.zeros(0, np.int64), None)
+        self._maybe_checkpoint(new_seq)
         return len(rids)
 
     def checkpoint(self) -> None:
