@@ -183,3 +183,29 @@ def test_collection_migrate_and_rollback_on_milvus(uri, tiny_st, tiny_encoder):
     again = ls.open_store(uri)  # the switch persisted: the aliases are Milvus'
     assert again.get_collection("docs").spec == tiny_encoder.spec
     again.close()
+
+
+def test_credentials_and_server_versions_are_typed(uri):
+    """What a real server says (no server here): refused credentials are AuthError, an
+    older server BackendUnavailableError, each in one line."""
+    from pymilvus import MilvusException
+
+    st = ls.open_store(uri)
+    backend = st._backend
+    err = backend._connect_error("http://h:19530", MilvusException(message="auth check failure, please check "
+                                                                           "username and password"))
+    assert isinstance(err, ls.AuthError) and "\n" not in str(err) and "user:password" in str(err)
+    err = backend._connect_error("http://h:19530", MilvusException(message="connection refused"))
+    assert isinstance(err, ls.BackendUnavailableError) and "docs/milvus.md" in str(err)
+
+    class Old:
+        def get_server_version(self):
+            return "v2.5.4"
+
+    real, backend._client = backend._client, Old()
+    try:
+        with pytest.raises(ls.BackendUnavailableError, match=r"Milvus v2.5.4 is older .* 3\.0"):
+            backend._check_version()
+    finally:
+        backend._client = real
+    st.close()
