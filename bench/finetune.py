@@ -2,7 +2,7 @@
 on two pair sets; and SetFit-style pairs from labels, kNN and linear-probe accuracy.
 
     python bench/finetune.py [--pairs 2000] [--threads 2] [--only stdlib,scientific,labels]
-                             [--losses mnrl,matryoshka] [--epochs 1] [--lr 2e-5] [--eval-against all]
+                             [--losses mnrl,matryoshka] [--epochs 1] [--lr 2e-5] [--batch-size 32] [--eval-against all]
                              [--label-loss triplet] [--label-epochs 1] [--label-lr 5e-5] [--per-text 1]
                              [--json-out bench/finetune-results.json]
 
@@ -97,6 +97,7 @@ def main() -> None:
     ap.add_argument("--losses", default="mnrl,matryoshka")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--eval-against", default="all", choices=("all", "held_out"))
     ap.add_argument("--label-loss", default="triplet", choices=("triplet", "cosine"))
     ap.add_argument("--label-epochs", type=int, default=1)
@@ -113,6 +114,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ls-bench-ft-"))
     parts = args.only.split(",")
     out: dict = {"python": sys.version.split()[0], "threads": args.threads, "epochs": args.epochs, "lr": args.lr,
+                 "batch_size": args.batch_size,
                  "eval_against": args.eval_against,
                  "packages": {p: metadata.version(p if p != "sklearn" else "scikit-learn") for p in SCIENTIFIC},
                  "sentence_transformers": metadata.version("sentence-transformers"), "runs": {}}
@@ -127,7 +129,7 @@ def main() -> None:
             res = finetune(base, pairs, work / f"{name}-{loss}", loss=loss,
                            matryoshka_dims=[384, 256, 128, 64] if loss == "matryoshka" else None,
                            threads=args.threads, held_out=0.2, progress=False, epochs=args.epochs,
-                           learning_rate=args.lr, eval_against=args.eval_against)
+                           learning_rate=args.lr, eval_against=args.eval_against, batch_size=args.batch_size)
             run = {"pairs": len(pairs), "train": res.train_pairs, "held_out": res.held_out,
                    "data_sha256": data_sha256(pairs), "before": res.before, "after": res.after,
                    "seconds": time.perf_counter() - t0}

@@ -116,6 +116,13 @@ def embed_on_ray(collection, items: Sequence[Any], *, address: str | None = None
         on_batch(len(unchanged))
     if not todo:
         return report
+    import logging
+
+    for name in ("ray.data", "ray"):  # Ray Data's progress lines; the progress bar here is latentspace's
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(logging.WARNING)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
@@ -125,7 +132,7 @@ def embed_on_ray(collection, items: Sequence[Any], *, address: str | None = None
         gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 1))
         n = workers or (max(1, int(gpus)) if gpus >= 1 else max(1, int(cpus // 2)))
         per_gpu = 1.0 if gpus >= n else (gpus / n if gpus else 0.0)
-        per_cpu = max(0.1, min(1.0, cpus / (n + 1)))  # fractional: leaves room for Ray Data's own tasks
+        per_cpu = max(0.1, min(1.0, (cpus - 1) / n))  # fractional, one CPU left for Ray Data's own tasks
         ds = ray.data.from_items([{"id": it.id, "text": it.text} for it in todo])
         out = ds.map_batches(
             _Embedder, fn_constructor_kwargs={"config": config, "fingerprint": collection.spec.fingerprint,
