@@ -14,7 +14,7 @@ LAYERS = {
     "embed": 2, "latent": 2,
     "storage": 3,
     "collections": 4,
-    "apps": 5, "ingest": 5, "data": 5,
+    "apps": 5, "ingest": 5, "ray_ingest": 5, "data": 5,
     "cli": 6, "server": 6,
 }
 

@@ -30,12 +30,18 @@ MAX_TOPK = 16_384  # Milvus' limit on k (and on offset + limit of a query)
 ID_CHUNK = 1_000  # ids per "id in [...]" expression
 WRITE_ROWS = 2_000  # rows per insert request
 MAX_DOCUMENT_BYTES = 65_535  # a VARCHAR field's limit
+TIE_MARGIN = 8  # extra results asked for, so that ties at the k-th place break by insertion order
 METRICS = {"cosine": "COSINE", "dot": "IP", "l2": "L2"}
 FIELDS = ["id", "document", "has_document", "metadata", "content_hash", "seq"]
 
 
 def _frozen(meta: dict) -> FrozenDict:
     return FrozenDict(meta) if meta else EMPTY
+
+
+def _ranked(hits: list[Hit], seqs: dict[str, int]) -> list[Hit]:
+    """Best first; equal distances (to float32 precision) in insertion order."""
+    return sorted(hits, key=lambda h: (round(h.distance, 6), seqs.get(h.id, 0)))
 
 
 class MilvusCollection(CollectionBackend):
@@ -181,7 +187,7 @@ class MilvusCollection(CollectionBackend):
 
     # -- search ---------------------------------------------------------------------------
     def _exact(self, queries: np.ndarray, k: int, where: Node | None, with_vectors: bool) -> list[list[Hit]]:
-        pool = self._matching(where, FIELDS + ["vector"])
+        pool = sorted(self._matching(where, FIELDS + ["vector"]), key=lambda e: e["seq"])  # ties: insertion order
         if not pool:
             return [[] for _ in range(len(queries))]
         matrix = np.asarray([e["vector"] for e in pool], dtype=np.float32)
@@ -209,8 +215,11 @@ class MilvusCollection(CollectionBackend):
             ef = ef or self.params.ef_search
             out: list[list[Hit] | None] = [None] * len(queries)
             todo = list(range(len(queries)))
-            limit = k if expr_exact else min(MAX_TOPK, 4 * k)
+            # a few more than k, then ties broken by insertion order (as every backend does): the
+            # index's own order among equal distances differs between a batch and a single query
+            limit = min(MAX_TOPK, k + TIE_MARGIN) if expr_exact else min(MAX_TOPK, 4 * k)
             total: int | None = None
+            seqs: dict[str, int] = {}
             while todo:
                 found = self._ann(queries[todo], limit, expr, ef, fields)
                 again = []
@@ -218,12 +227,13 @@ class MilvusCollection(CollectionBackend):
                     hits = []
                     for r in res:
                         e = r["entity"]
+                        seqs[e["id"]] = e["seq"]
                         if expr_exact or matches(where, e["document"] if e["has_document"] else None,
                                                  e["metadata"] or {}):
                             d = self._distance(r["distance"])
                             hits.append(self._hit(e, to_scores([d], self.spec.metric)[0], d, with_vectors))
                     if len(hits) >= k or len(res) < limit:
-                        out[q] = hits[:k]
+                        out[q] = _ranked(hits, seqs)[:k]
                     else:
                         again.append(q)
                 if not again:
