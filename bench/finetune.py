@@ -2,15 +2,15 @@
 on two pair sets; and SetFit-style pairs from labels, kNN and linear-probe accuracy.
 
     python bench/finetune.py [--pairs 2000] [--threads 2] [--only stdlib,scientific,labels]
-                             [--losses mnrl,matryoshka] [--epochs 1] [--lr 2e-5] [--batch-size 32] [--eval-against all]
+                             [--losses mnrl,matryoshka] [--epochs 1] [--lr LR] [--batch-size 32] [--eval-against all]
                              [--label-loss triplet] [--label-epochs 1] [--label-lr 5e-5] [--per-text 1]
                              [--json-out bench/finetune-results.json]
 
 Pair sets (first sentence of a docstring -> the rest of it, at least 20 / 60 chars, cut at 400):
 ``stdlib``: the Python standard library's docstrings; ``scientific``: the docstrings of the
 installed numpy, scipy, pandas and scikit-learn (their versions are recorded). Each set: up
-to ``--pairs`` pairs in a fixed even spread, 20% held out (seed 0); one epoch, batch 32, lr
-2e-5, through ``latentspace.embed.finetune`` (sentence-transformers' trainer). Retrieval:
+to ``--pairs`` pairs in a fixed even spread, 20% held out (seed 0); one epoch, batch 32, the
+library's learning rate for the loss (1e-4), through ``latentspace.embed.finetune`` (sentence-transformers' trainer). Retrieval:
 each held-out first sentence finds its docstring's rest among every rest of the set
 (``--eval-against all``: 2,000 candidates, the training ones too) or among the held-out
 rests only (``held_out``: 400). Labels: docstrings of seven standard-library packages (texts
@@ -96,7 +96,7 @@ def main() -> None:
     ap.add_argument("--only", default="stdlib,scientific,labels")
     ap.add_argument("--losses", default="mnrl,matryoshka")
     ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--lr", type=float, default=None, help="default: the library's for the loss")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--eval-against", default="all", choices=("all", "held_out"))
     ap.add_argument("--label-loss", default="triplet", choices=("triplet", "cosine"))

@@ -29,7 +29,9 @@ def finetune_cmd(
     dims: str | None = typer.Option(None, "--dims", help="Matryoshka dimensions, comma-separated."),
     epochs: int = typer.Option(1),
     batch_size: int = typer.Option(32, "--batch-size"),
-    learning_rate: float = typer.Option(2e-5, "--learning-rate"),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate",
+                                                  help="Default: the rate measured best for the loss "
+                                                       "(1e-4 for mnrl and matryoshka, 5e-5 for triplet)."),
     held_out: float = typer.Option(0.15, "--held-out", help="Fraction of pairs kept out to score before and after."),
     seed: int = typer.Option(0),
     threads: int | None = typer.Option(None),
