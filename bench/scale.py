@@ -132,13 +132,13 @@ os.makedirs(W + "/milvus", exist_ok=True)
 c = MilvusClient(W + "/milvus/m.db")
 s = c.create_schema(auto_id=False); s.add_field("id", DataType.INT64, is_primary=True)
 s.add_field("vector", DataType.FLOAT_VECTOR, dim=base.shape[1]); s.add_field("b", DataType.INT64)
-c.create_collection("v", schema=s, consistency_level="Strong")
+ip = c.prepare_index_params(); ip.add_index("vector", index_type="HNSW", metric_type="COSINE", params={"M": 16, "efConstruction": 200})
+c.create_collection("v", schema=s, index_params=ip, consistency_level="Strong")  # (Lite indexes a flushed segment itself)
 t0 = time.perf_counter()
 for st in range(0, len(base), 10_000):
     x = base[st:st + 10_000]
     c.insert("v", [{"id": st + i, "vector": x[i].tolist(), "b": int(b[st + i])} for i in range(len(x))])
-ip = c.prepare_index_params(); ip.add_index("vector", index_type="HNSW", metric_type="COSINE", params={"M": 16, "efConstruction": 200})
-c.flush("v"); c.create_index("v", ip); c.load_collection("v")
+c.flush("v"); c.load_collection("v")
 ingest = time.perf_counter() - t0
 def single(v, ef, flt=""):
     r = c.search("v", data=[v.tolist()], limit=10, filter=flt, search_params={"metric_type": "COSINE", "params": {"ef": max(ef, 10)}})
@@ -219,7 +219,8 @@ def run(script: str, args: list[str], python: str = sys.executable, expect_kill:
     wall = time.perf_counter() - t0
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if not lines or (proc.returncode != 0 and not (expect_kill and proc.returncode == -9)):
-        raise SystemExit(f"worker failed ({proc.returncode}): {proc.stderr[-3000:]}")
+        print(f"worker failed ({proc.returncode}): {proc.stderr[-3000:]}", flush=True)
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     out = json.loads(lines[-1][7:])
     out["process_wall_s"] = round(wall, 1)
     print(json.dumps(out), flush=True)
