@@ -29,7 +29,7 @@ def finetune_cmd(
     dims: str | None = typer.Option(None, "--dims", help="Matryoshka dimensions, comma-separated."),
     epochs: int = typer.Option(1),
     batch_size: int = typer.Option(32, "--batch-size"),
-    learning_rate: Optional[float] = typer.Option(None, "--learning-rate",
+    learning_rate: float | None = typer.Option(None, "--learning-rate",
                                                   help="Default: the rate measured best for the loss "
                                                        "(1e-4 for mnrl and matryoshka, 5e-5 for triplet)."),
     held_out: float = typer.Option(0.15, "--held-out", help="Fraction of pairs kept out to score before and after."),
