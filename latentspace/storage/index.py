@@ -104,6 +104,22 @@ def exact_topk(
     return out_l, out_d
 
 
+def neighbour_arrays(found: list[list[tuple[str, float]]], ids: list[str], which, k: int) -> tuple[np.ndarray,
+                                                                                                  np.ndarray]:
+    """The neighbour graph's arrays from each record's (id, distance) results, best first:
+    positions in ``ids`` (-1 where fewer were found) and distances, the record itself and ids
+    outside ``ids`` left out, ``k`` per row."""
+    pos_of = {i: n for n, i in enumerate(ids)}
+    m = len(found)
+    indices = np.full((m, k), -1, dtype=np.int64)
+    distances = np.full((m, k), np.inf, dtype=np.float32)
+    for r, pairs in enumerate(found):
+        got = [(p, d) for p, d in ((pos_of.get(i, -1), d) for i, d in pairs) if p >= 0 and p != which[r]][:k]
+        for c, (p, d) in enumerate(got):
+            indices[r, c], distances[r, c] = p, d
+    return indices, distances
+
+
 class AnnIndex(ABC):
     """What the store needs from an ANN library."""
 

@@ -26,7 +26,7 @@ from ..core.validation import check_name
 from .base import Capabilities, CollectionBackend, CollectionInfo, Row, StoreBackend
 from .filter import Node, matches
 from .hits import Hit
-from .index import HnswParams, exact_topk, to_scores
+from .index import HnswParams, exact_topk, neighbour_arrays, to_scores
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 K1, B = 1.2, 0.75
@@ -167,16 +167,9 @@ class MemoryCollection(CollectionBackend):
             pool_ids, pool = self._arrays(where)
             labels, dists = exact_topk(pool, np.arange(len(pool_ids)), vectors[which], k + 1, self.spec.metric,
                                        unit=self.spec.normalize)
-        pos_of = {i: n for n, i in enumerate(ids)}
-        m = len(which)
-        indices = np.full((m, k), -1, dtype=np.int64)
-        distances = np.full((m, k), np.inf, dtype=np.float32)
-        for r in range(m):
-            got = [(pos_of.get(pool_ids[j], -1), d) for j, d in zip(labels[r].tolist(), dists[r].tolist()) if j >= 0]
-            got = [(p, d) for p, d in got if p >= 0 and p != which[r]][:k]
-            for c, (p, d) in enumerate(got):
-                indices[r, c], distances[r, c] = p, d
-        return indices, distances
+        found = [[(pool_ids[j], d) for j, d in zip(lrow.tolist(), drow.tolist()) if j >= 0]
+                 for lrow, drow in zip(labels, dists)]
+        return neighbour_arrays(found, ids, which, k)
 
     def keyword(self, texts, k, where, *, with_vectors) -> list[list[Hit]]:
         with self.store._lock:

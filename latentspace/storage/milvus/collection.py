@@ -23,7 +23,7 @@ from ...core.frozen import EMPTY, FrozenDict
 from ..base import CollectionBackend, Row
 from ..filter import Node, matches
 from ..hits import Hit
-from ..index import HnswParams, exact_topk, to_scores
+from ..index import HnswParams, exact_topk, neighbour_arrays, to_scores
 from .expr import compile_expr, quote
 
 MAX_TOPK = 16_384  # Milvus' limit on k (and on offset + limit of a query)
@@ -188,6 +188,10 @@ class MilvusCollection(CollectionBackend):
     # -- search ---------------------------------------------------------------------------
     def _exact(self, queries: np.ndarray, k: int, where: Node | None, with_vectors: bool) -> list[list[Hit]]:
         pool = sorted(self._matching(where, FIELDS + ["vector"]), key=lambda e: e["seq"])  # ties: insertion order
+        return self._scan(pool, queries, k, with_vectors)
+
+    def _scan(self, pool: list[dict], queries: np.ndarray, k: int, with_vectors: bool) -> list[list[Hit]]:
+        """Exact top-k of each query among the records ``pool`` (with their vectors)."""
         if not pool:
             return [[] for _ in range(len(queries))]
         matrix = np.asarray([e["vector"] for e in pool], dtype=np.float32)
@@ -258,33 +262,12 @@ class MilvusCollection(CollectionBackend):
     def search_among(self, ids, queries, k) -> list[list[Hit]]:
         with self.store._lock:
             found = self._by_ids(ids, FIELDS + ["vector"])
-            pool = [found[i] for i in dict.fromkeys(ids) if i in found]
-            if not pool:
-                return [[] for _ in range(len(queries))]
-            matrix = np.asarray([e["vector"] for e in pool], dtype=np.float32)
-            labels, dists = exact_topk(matrix, np.arange(len(pool)), queries, k, self.spec.metric,
-                                       unit=self.spec.normalize)
-            out = []
-            for lrow, drow in zip(labels, dists):
-                keep = lrow >= 0
-                d = drow[keep].astype(np.float64)
-                out.append([self._hit(pool[j], s, dd, False) for j, dd, s in
-                            zip(lrow[keep].tolist(), d.tolist(), to_scores(d, self.spec.metric).tolist())])
-            return out
+            return self._scan([found[i] for i in dict.fromkeys(ids) if i in found], queries, k, False)
 
     def neighbors(self, ids, vectors, which, k, where, *, exact=False, ef=None) -> tuple[np.ndarray, np.ndarray]:
         which = np.asarray(which)
         found = self.search(np.asarray(vectors)[which], k + 1, where, exact=exact, ef=ef, with_vectors=False)
-        pos_of = {i: n for n, i in enumerate(ids)}
-        m = len(which)
-        indices = np.full((m, k), -1, dtype=np.int64)
-        distances = np.full((m, k), np.inf, dtype=np.float32)
-        for r, hits in enumerate(found):
-            got = [(pos_of.get(h.id, -1), h.distance) for h in hits]
-            got = [(p, d) for p, d in got if p >= 0 and p != which[r]][:k]
-            for c, (p, d) in enumerate(got):
-                indices[r, c], distances[r, c] = p, d
-        return indices, distances
+        return neighbour_arrays([[(h.id, h.distance) for h in hits] for hits in found], ids, which, k)
 
     def keyword(self, texts, k, where, *, with_vectors) -> list[list[Hit]]:
         with self.store._lock:
