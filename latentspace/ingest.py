@@ -92,8 +92,8 @@ def read_items(
     in CSV a JSON list) and its text, optional then, is kept as the document. With
     ``template`` (``"{synopsis}. {body}"``) the text is made from several fields instead of
     ``text_field``; the fields it names are not kept as metadata."""
-    render = text_template(template) if template is not None else None
-    text_fields = set(render.fields) if render else {text_field}
+    if template is not None:
+        text_template(template)  # checked before anything is read
     p = Path(path)
     if not p.exists():
         raise NotFoundError(f"No such file or folder: {p}")
@@ -108,7 +108,20 @@ def read_items(
             rel = f.relative_to(p).as_posix()
             yield Item(rel, f.read_text(encoding="utf-8", errors="replace"), {"source": rel})
         return
-    for n, row in enumerate(read_rows(p, "or a folder of .txt/.md files"), start=1):
+    yield from items_of_rows(read_rows(p, "or a folder of .txt/.md files"), p, id_field=id_field,
+                             text_field=text_field, metadata_fields=metadata_fields, vector_field=vector_field,
+                             template=template)
+
+
+def items_of_rows(rows: Iterable[dict], path: str | Path, *, id_field: str | None = "id", text_field: str = "text",
+                  metadata_fields: list[str] | None = None, vector_field: str | None = None,
+                  template: str | None = None) -> Iterator[Item]:
+    """The items of a file's rows (``path`` names the file, for default ids and errors): what
+    :func:`read_items` makes of a file, also where another engine read its bytes."""
+    p = Path(path)
+    render = text_template(template) if template is not None else None
+    text_fields = set(render.fields) if render else {text_field}
+    for n, row in enumerate(rows, start=1):
         vector = None
         if render is not None:
             if not any(f in row for f in render.fields):

@@ -352,17 +352,28 @@ def ingest_cmd(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from ..core.errors import NotFoundError
+    from ..core.errors import InvalidInputError, NotFoundError
     from ..ingest import chunk_items, ingest, read_items
     from ..collections.store import open_store
 
     fields = [f.strip() for f in metadata_fields.split(",") if f.strip()] if metadata_fields else None
-    records = list(read_items(file, id_field=id_field or None, text_field=text_field, metadata_fields=fields,
-                              vector_field=vector_field or None, template=text_template))
+    on_ray = engine == "ray" and not vector_field  # Ray Data reads, parses and chunks the file on the cluster
+    if engine == "ray" and vector_field:
+        raise InvalidInputError("--engine ray embeds documents; store precomputed vectors (--vector-field) with "
+                                "the local engine.")
+    records = [] if on_ray else list(read_items(file, id_field=id_field or None, text_field=text_field,
+                                                metadata_fields=fields, vector_field=vector_field or None,
+                                                template=text_template))
     t0 = time.perf_counter()
     space = None
     with open_store(store) as st:
-        if vector_field:
+        if on_ray:
+            try:
+                col = st.get_collection(collection)
+            except NotFoundError:
+                col = st.create_collection(collection, encoder=make_encoder(model))
+            items = None
+        elif vector_field:
             col, space = _collection_for_vectors(st, collection, records, vector_model, metric, normalize)
             items = list(chunk_items(records, chunk_size, chunk_overlap))
         else:
@@ -378,7 +389,7 @@ def ingest_cmd(
             TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=as_json, transient=False,
         ) as progress:
-            task = progress.add_task("ingest", total=len(items), rate="")
+            task = progress.add_task("ingest", total=None if items is None else len(items), rate="")
 
             def on_batch(n: int) -> None:
                 done = progress.tasks[0].completed + n
@@ -386,8 +397,16 @@ def ingest_cmd(
                 progress.update(task, advance=n, rate=f"{rate:,.0f} rec/s")
 
             try:
-                report = ingest(col, items, batch_size=batch_size, on_batch=on_batch, space=space, engine=engine,
-                                address=address, workers=workers)
+                if on_ray:
+                    from ..ray_ingest import ingest_files_on_ray
+
+                    report = ingest_files_on_ray(col, file, id_field=id_field or None, text_field=text_field,
+                                                 metadata_fields=fields, template=text_template,
+                                                 chunk_size=chunk_size, chunk_overlap=chunk_overlap, address=address,
+                                                 workers=workers, batch_size=batch_size, on_batch=on_batch)
+                else:
+                    report = ingest(col, items, batch_size=batch_size, on_batch=on_batch, space=space,
+                                    engine=engine, address=address, workers=workers)
             except KeyboardInterrupt:
                 progress.stop()
                 stored = len(col)  # every batch is one transaction: what is stored is whole

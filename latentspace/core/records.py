@@ -4,6 +4,7 @@ and fine-tuning read their inputs with."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -12,43 +13,64 @@ from pathlib import Path
 from .errors import BackendUnavailableError, InvalidInputError, NotFoundError
 
 
+SUFFIXES = (".jsonl", ".ndjson", ".csv", ".tsv", ".parquet")
+
+
 def read_rows(path: str | Path, alternatives: str = "") -> Iterator[dict]:
     """The records of a JSONL, CSV/TSV (numbers parsed) or Parquet file, one dict each."""
     p = Path(path)
     if not p.is_file():
         raise NotFoundError(f"No such file: {p}")
-    suffix = p.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        return _jsonl(p)
-    if suffix in (".csv", ".tsv"):
-        return _csv(p, "\t" if suffix == ".tsv" else ",")
-    if suffix == ".parquet":
+    _check_suffix(p, alternatives)
+    if p.suffix.lower() == ".parquet":
         return _parquet(p)
-    more = f" {alternatives}" if alternatives else ""
-    raise InvalidInputError(f"Cannot read {p.name}: use .jsonl, .csv, .tsv, .parquet{more}.")
+    return _text_rows(open(p, encoding="utf-8", newline=""), p)
 
 
-def _jsonl(p: Path) -> Iterator[dict]:
-    with open(p, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(f"{p}:{n} is not valid JSON: {exc}") from None
-            if not isinstance(row, dict):
-                raise InvalidInputError(f"{p}:{n} is not a JSON object.")
-            yield row
+def rows_from_bytes(data: bytes, name: str | Path, alternatives: str = "") -> Iterator[dict]:
+    """The records of a file's contents read elsewhere (by Ray Data, from object storage),
+    parsed exactly as :func:`read_rows` parses the file ``name``."""
+    p = Path(name)
+    _check_suffix(p, alternatives)
+    if p.suffix.lower() == ".parquet":
+        return _parquet(io.BytesIO(data))
+    return _text_rows(io.StringIO(data.decode("utf-8"), newline=""), p)
+
+
+def _check_suffix(p: Path, alternatives: str) -> None:
+    if p.suffix.lower() not in SUFFIXES:
+        more = f" {alternatives}" if alternatives else ""
+        raise InvalidInputError(f"Cannot read {p.name}: use .jsonl, .csv, .tsv, .parquet{more}.")
+
+
+def _text_rows(f, p: Path) -> Iterator[dict]:
+    suffix = p.suffix.lower()
+    with f:
+        if suffix in (".csv", ".tsv"):
+            yield from _csv(f, "\t" if suffix == ".tsv" else ",")
+        else:
+            yield from _jsonl(f, p)
+
+
+def _jsonl(f, p: Path) -> Iterator[dict]:
+    for n, line in enumerate(f, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"{p}:{n} is not valid JSON: {exc}") from None
+        if not isinstance(row, dict):
+            raise InvalidInputError(f"{p}:{n} is not a JSON object.")
+        yield row
 
 
 _NUM = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
 
 
-def _csv(p: Path, delimiter: str) -> Iterator[dict]:
-    with open(p, encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f, delimiter=delimiter):
-            yield {k: (_num(v) if isinstance(v, str) and _NUM.match(v) else v) for k, v in row.items() if k is not None}
+def _csv(f, delimiter: str) -> Iterator[dict]:
+    for row in csv.DictReader(f, delimiter=delimiter):
+        yield {k: (_num(v) if isinstance(v, str) and _NUM.match(v) else v) for k, v in row.items() if k is not None}
 
 
 def _num(v: str) -> int | float:
@@ -58,7 +80,7 @@ def _num(v: str) -> int | float:
         return float(v)
 
 
-def _parquet(p: Path) -> Iterator[dict]:
+def _parquet(p) -> Iterator[dict]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
