@@ -2,6 +2,10 @@
 
     python bench/scale.py --vectors V.npy [--n 1000000] [--only latentspace,hnswlib,milvus,chromadb]
                           [--chroma-python /path/to/python] [--workdir DIR] [--json-out bench/scale-results.json]
+                          [--no-rebuild]
+
+``--n 100000,1000000`` runs each size in turn in one run (the 100k store is the real vectors
+alone) and reports latentspace's QPS at the larger size over the smaller's, same run.
 
 Data: ``V.npy`` holds real all-MiniLM-L6-v2 vectors (the 101,000 paragraph vectors of
 ``latentspace.data.vectors.real_vectors(100_000)``, 100,000 base + 1,000 held-out queries;
@@ -230,16 +234,37 @@ def run(script: str, args: list[str], python: str = sys.executable, expect_kill:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--vectors", type=Path, required=True)
-    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--n", default="1000000", help="vectors; several sizes comma-separated")
+    ap.add_argument("--no-rebuild", action="store_true", help="skip the timed rebuild of latentspace's index")
     ap.add_argument("--only", default="latentspace,hnswlib,milvus,chromadb")
     ap.add_argument("--chroma-python", default=sys.executable)
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--json-out", type=Path)
     args = ap.parse_args()
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="ls-scale-"))
+    sizes = [int(x) for x in str(args.n).split(",")]
+    results: dict = {"cpus": os.cpu_count(), "sizes": {}}
+    for n in sizes:
+        work = (args.workdir / str(n)) if args.workdir and len(sizes) > 1 else args.workdir
+        work = work or Path(tempfile.mkdtemp(prefix="ls-scale-"))
+        results["sizes"][n] = one_size(args, n, work)
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    if len(sizes) > 1 and "latentspace" in args.only:
+        qps = {n: results["sizes"][n]["systems"]["latentspace"]["recover"] for n in sizes}
+        lo, hi = min(sizes), max(sizes)
+        results["latentspace_qps_ratio"] = {
+            f"{key}_{hi}_over_{lo}": qps[hi][f"{key}_qps"] / qps[lo][f"{key}_qps"] for key in ("single", "batch", "filtered")}
+        print(json.dumps(results["latentspace_qps_ratio"]), flush=True)
+    if len(sizes) == 1:  # the layout of a one-size run, as before
+        results = {**results["sizes"][sizes[0]], "cpus": results["cpus"]}
+    if args.json_out:
+        args.json_out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def one_size(args, n: int, work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    data = prepare(args.vectors, args.n, work)
+    data = prepare(args.vectors, n, work)
     print(json.dumps({"data": data, "prepare_s": round(time.perf_counter() - t0, 1)}), flush=True)
     results: dict = {"data": data, "cpus": os.cpu_count(), "systems": {}}
     parts = args.only.split(",")
@@ -247,18 +272,16 @@ def main() -> None:
         ing = run(LS_INGEST, [str(work)], expect_kill=True)
         rec = run(LS_SERVE, [str(work), "recover"])
         cold = run(LS_SERVE, [str(work), "cold"])
-        reb = run(LS_SERVE, [str(work), "rebuild"])
-        results["systems"]["latentspace"] = {"ingest": ing, "recover": rec, "cold": cold, "rebuild": reb}
+        results["systems"]["latentspace"] = {"ingest": ing, "recover": rec, "cold": cold}
+        if not args.no_rebuild:
+            results["systems"]["latentspace"]["rebuild"] = run(LS_SERVE, [str(work), "rebuild"])
     if "hnswlib" in parts:
         results["systems"]["hnswlib"] = run(HNSWLIB, [str(work)])
     if "milvus" in parts:
         results["systems"]["milvus_lite"] = run(MILVUS, [str(work)])
     if "chromadb" in parts:
         results["systems"]["chromadb"] = run(CHROMA, [str(work)], python=args.chroma_python)
-    if args.json_out:
-        args.json_out.write_text(json.dumps(results, indent=2) + "\n")
-    if not args.workdir:
-        shutil.rmtree(work, ignore_errors=True)
+    return results
 
 
 if __name__ == "__main__":

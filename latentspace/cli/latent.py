@@ -10,7 +10,8 @@ import typer
 
 from ..core.errors import InvalidInputError
 
-latent_app = typer.Typer(help="Autoencoders and VAEs: train, encode, sample, interpolate, traverse, anomalies.",
+latent_app = typer.Typer(help="Autoencoders and VAEs: train, encode, sample, interpolate, traverse, anomalies; latent "
+                         "diffusion: diffusion-train, generate, generate-path.",
                          no_args_is_help=True)
 
 
@@ -65,7 +66,7 @@ def train_cmd(
     cfg = LatentConfig(input_shape=shape, latent_dim=latent_dim, kind=kind, arch=arch,
                        hidden=tuple(int(h) for h in hidden.split(",") if h.strip()), beta=beta,
                        likelihood=likelihood, name=output.name)
-    model = LatentModel(cfg)
+    model = LatentModel(cfg, seed=seed)  # --seed decides the initial weights too
     with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
                   TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), console=err_console,
                   disable=as_json) as progress:
@@ -234,3 +235,193 @@ def anomalies_cmd(
     for r in rows:
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()])
     console.print(table)
+
+
+# -- latent diffusion: text in, image out ------------------------------------------------------
+@latent_app.command("diffusion-train")
+def diffusion_train_cmd(
+    output: Path = typer.Argument(..., help="Folder to save the diffusion model in."),
+    vae: Path = typer.Option(..., "--vae", help="The trained VAE whose latent space the model generates in "
+                             "(a latentspace model folder or an AutoencoderKL folder)."),
+    cond: str = typer.Option("text", help="text (prompts, embedded by --text-model) or class (digit labels)."),
+    data: str = typer.Option("digits", help="'digits' (captioned from latentspace.data.digits) or a .npy of images "
+                             "with --labels."),
+    labels: Optional[Path] = typer.Option(None, help="With a .npy --data: a .npy of int labels, or a .jsonl of "
+                                          "{\"caption\": ...} lines (one per image) for --cond text."),
+    text_model: Optional[str] = typer.Option(None, help="Text encoder for --cond text (default: all-MiniLM-L6-v2)."),
+    epochs: int = typer.Option(400),
+    batch_size: int = typer.Option(256),
+    lr: float = typer.Option(1e-3),
+    hidden: int = typer.Option(512, help="Width of the MLP denoiser."),
+    blocks: int = typer.Option(4, help="Residual blocks of the MLP denoiser."),
+    seed: int = typer.Option(0),
+    threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's choice)."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Train a latent diffusion model over a VAE's latents, conditioned on text or classes.
+    The latents are encoded once and cached (keyed by the VAE's weights and the data)."""
+    import time
+
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..data import digits
+    from ..latent import LatentCache, open_model
+    from ..latent.diffusion import LatentDiffusion
+    from .common import console, emit_json, err_console
+
+    if cond not in ("text", "class"):
+        raise InvalidInputError(f"--cond must be text or class; got {cond!r}.")
+    if threads:
+        torch.set_num_threads(threads)
+    model_vae = open_model(str(vae))
+    x, y = load_data(data)
+    if data == "digits":
+        conditions = digits.captions_for(y) if cond == "text" else y
+        names = list(digits.WORDS)
+    else:
+        conditions, names = _conditions_file(labels, len(x), cond), None
+    encoder = None
+    if cond == "text":
+        from .app import make_encoder
+
+        encoder = make_encoder(text_model)
+    num_classes = int(np.max(conditions)) + 1 if cond == "class" and names is None else None
+    model = LatentDiffusion.create(model_vae, cond=cond, text_encoder=encoder, class_names=names,
+                                   num_classes=num_classes, hidden=hidden, blocks=blocks, name=output.name)
+    t0 = time.perf_counter()
+    cache = LatentCache()
+    try:
+        with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
+                      TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), console=err_console,
+                      disable=as_json) as progress:
+            task = progress.add_task("train", total=epochs, loss="")
+            report = model.fit(x, conditions, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                               cache=cache, progress=lambda e, row: progress.update(
+                                   task, completed=e, loss=f"loss {row['loss']:.4f}"))
+    finally:
+        cache.close()
+    model.cpu().save(output, vae_path=vae)
+    out = {"model": str(output), "cond": cond, "epochs": epochs, "final_loss": report.final_loss,
+           "seconds": round(time.perf_counter() - t0, 1), "device": report.device,
+           "vae_space": model.vae_spec.fingerprint,
+           "text_space": model.text_spec.fingerprint if model.text_spec else None}
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(f"Saved {output}: {epochs} epochs in {out['seconds']} s on {report.device}, final loss "
+                      f"{report.final_loss:.4f}. Generate with: latentspace latent generate {output} "
+                      f"\"{'a handwritten seven' if cond == 'text' else 'seven'}\" -o grid.png")
+
+
+def _conditions_file(labels: Path | None, n: int, cond: str):
+    import json
+
+    if labels is None:
+        raise InvalidInputError("With a .npy --data, give --labels: a .npy of int labels (--cond class) or a .jsonl "
+                                "of {\"caption\": ...} lines (--cond text), one per image.")
+    if cond == "class":
+        if labels.suffix != ".npy":
+            raise InvalidInputError("--cond class reads int labels from a .npy file.")
+        values = np.load(labels, allow_pickle=False)
+        if values.dtype.kind not in "iu" or values.ndim != 1:
+            raise InvalidInputError(f"{labels} must hold one int label per image.")
+        out = values.astype(np.int64)
+    else:
+        from ..core.records import read_rows
+
+        out = [row.get("caption") for row in read_rows(labels)]
+        if any(not isinstance(c, (str, list)) for c in out):
+            raise InvalidInputError(f"{labels}: every line needs a \"caption\" (a string or a list of strings).")
+    if len(out) != n:
+        raise InvalidInputError(f"{labels} has {len(out)} labels for {n} images.")
+    return out
+
+
+def _diffusion(model_dir: Path, vae: Path | None):
+    from ..latent.diffusion import load_diffusion
+
+    return load_diffusion(model_dir, vae=None if vae is None else _open_vae(vae))
+
+
+def _open_vae(vae: Path):
+    from ..latent import open_model
+
+    return open_model(str(vae))
+
+
+def _condition(value: str, model):
+    """A prompt, or for a class model a class name or number."""
+    if model.config.cond == "class" and value.isdigit():
+        return int(value)
+    return value
+
+
+@latent_app.command("generate")
+def generate_cmd(
+    model_dir: Path = typer.Argument(..., help="A latent diffusion model folder (latent diffusion-train)."),
+    prompts: list[str] = typer.Argument(..., help="Prompts (a text model) or class names/numbers (a class model)."),
+    n: int = typer.Option(16, "-n", "--n", help="Images per prompt."),
+    guidance: float = typer.Option(3.0, help="Classifier-free guidance scale (1 = none)."),
+    steps: int = typer.Option(50, help="Denoising steps."),
+    sampler: str = typer.Option("ddim", help="ddim or ddpm."),
+    seed: int = typer.Option(0),
+    vae: Optional[Path] = typer.Option(None, help="The VAE (default: the folder recorded with the model)."),
+    output: Path = typer.Option(Path("generated.png"), "-o", "--output", help="PNG grid (one row per prompt), "
+                                "or .npy for the images as an array."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Text in, image out: each prompt embedded in the text space, denoised in the VAE's latent
+    space, decoded to pixels."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from ..latent.navigate import image_grid
+    from .common import console, emit_json, err_console
+
+    model = _diffusion(model_dir, vae)
+    conds = [_condition(p, model) for p in prompts]
+    with Progress(TextColumn("[bold]denoising"), BarColumn(), TextColumn("step {task.completed}/{task.total}"),
+                  console=err_console, disable=as_json, transient=True) as progress:
+        task = progress.add_task("gen", total=steps)
+        images = model.generate(conds, n=n, guidance=guidance, steps=steps, sampler=sampler, seed=seed,
+                                progress=lambda i, total: progress.update(task, completed=i, total=total)).numpy()
+    if output.suffix == ".npy":
+        np.save(output, images, allow_pickle=False)
+    else:
+        image_grid(images.reshape(len(conds), n, *images.shape[1:]), output, titles=[str(p) for p in prompts])
+    out = {"output": str(output), "prompts": list(prompts), "n": n, "guidance": guidance, "steps": steps,
+           "seed": seed, "shape": list(images.shape)}
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(f"Wrote {output}: {n} image{'s' if n != 1 else ''} for each of {len(prompts)} prompt"
+                      f"{'s' if len(prompts) != 1 else ''} (guidance {guidance}, {steps} steps, seed {seed}).")
+
+
+@latent_app.command("generate-path")
+def generate_path_cmd(
+    model_dir: Path = typer.Argument(..., help="A latent diffusion model folder."),
+    start: str = typer.Argument(..., help="The first prompt (or class)."),
+    end: str = typer.Argument(..., help="The last prompt (or class)."),
+    frames: int = typer.Option(8, help="Images along the path, both ends included."),
+    method: str = typer.Option("slerp", help="slerp or lerp between the two conditions."),
+    guidance: float = typer.Option(3.0),
+    steps: int = typer.Option(50),
+    seed: int = typer.Option(0, help="One starting noise for every frame."),
+    vae: Optional[Path] = typer.Option(None, help="The VAE (default: the folder recorded with the model)."),
+    output: Path = typer.Option(Path("path.png"), "-o", "--output"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Interpolate between two prompts: the condition moves, the noise stays, as a PNG strip."""
+    from ..latent.navigate import image_grid
+    from .common import console, emit_json
+
+    model = _diffusion(model_dir, vae)
+    images = model.generate_path(_condition(start, model), _condition(end, model), frames=frames, method=method,
+                                 guidance=guidance, steps=steps, seed=seed).numpy()
+    image_grid(images, output, rows=1)
+    if as_json:
+        emit_json({"output": str(output), "frames": frames, "method": method})
+    else:
+        console.print(f"Wrote {output}: {frames} frames from {start!r} to {end!r} ({method}).")

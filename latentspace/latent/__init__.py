@@ -1,4 +1,5 @@
-"""The latent half: autoencoders and VAEs to train, load, navigate and search.
+"""The latent half: autoencoders and VAEs to train, load, navigate and search; latent
+diffusion to generate from a prompt.
 
 Imports torch: ``import latentspace.latent`` only when you need it.
 """
@@ -6,10 +7,11 @@ Imports torch: ``import latentspace.latent`` only when you need it.
 from .cache import LatentCache, to_collection
 from .config import LatentConfig
 from .diffusers_vae import DiffusersVAE
+from .diffusion import DiffusionConfig, LatentDiffusion, load_diffusion
 from .io import load_model, open_model, save_model
 from .models import LatentModel, Posterior
 from .train import TrainingDivergedError, TrainReport, evaluate, train
 
 __all__ = ["LatentConfig", "LatentModel", "Posterior", "load_model", "open_model", "save_model", "train", "evaluate",
            "TrainReport", "TrainingDivergedError", "LatentCache", "to_collection",
-           "DiffusersVAE"]
+           "DiffusersVAE", "DiffusionConfig", "LatentDiffusion", "load_diffusion"]

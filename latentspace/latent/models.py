@@ -38,6 +38,23 @@ class Posterior:
         return 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar).sum(dim=1)
 
 
+def seeded(seed: int | None):
+    """A context in which new modules' initial weights follow ``seed`` (torch's global
+    generator is left as it was); None: no change."""
+    import contextlib
+
+    if seed is None:
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def ctx():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
+
+    return ctx()
+
+
 def draw_latents(n: int, dim: int, seed: int | None = None, sampler=None) -> torch.Tensor:
     """``n`` latents from the prior N(0, I), or from ``sampler.sample(n, seed=...)`` (e.g. a fitted GMM)."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -116,12 +133,14 @@ class _ConvDecoder(nn.Module):
 class LatentModel(nn.Module):
     """encode(x) -> Posterior, decode(z) -> x (in data range), reconstruct, sample, spec."""
 
-    def __init__(self, config: LatentConfig):
+    def __init__(self, config: LatentConfig, *, seed: int | None = None):
+        """``seed``: the initial weights (None: torch's global generator, as any module)."""
         super().__init__()
         self.config = config
         conv = config.arch == "conv"
-        self.encoder = _ConvEncoder(config) if conv else _MLPEncoder(config)
-        self.decoder = _ConvDecoder(config) if conv else _MLPDecoder(config)
+        with seeded(seed):
+            self.encoder = _ConvEncoder(config) if conv else _MLPEncoder(config)
+            self.decoder = _ConvDecoder(config) if conv else _MLPDecoder(config)
         self._weights_sha256: str | None = None
 
     # -- shapes and checks ---------------------------------------------------------------
