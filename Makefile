@@ -15,11 +15,12 @@ $(VENV)/.installed: $(VENV)/.created pyproject.toml
 	$(PIP) install -q -e .
 	touch $@
 
-# recbole only for the MovieLens 100k files it ships (read, never imported): without its
-# dependencies, which the files do not need (DESIGN §12)
+# recbole only for the MovieLens 100k files it ships (read, never imported), gan-face-generate
+# only for the DCGAN face generator's weights it ships (read with weights_only=True): both
+# without their dependencies, which the files do not need (DESIGN §12)
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(PIP) install -q -e '.[test]'
-	$(PIP) install -q --no-deps 'recbole==1.2.1'
+	$(PIP) install -q --no-deps 'recbole==1.2.1' 'gan-face-generate==1.1.1'
 	touch $@
 
 demo: $(VENV)/.installed

@@ -17,6 +17,7 @@ and carries the HTTP status the server answers with::
     ├── NotFittedError (409)                        estimator used before ``fit``
     ├── BackendUnavailableError (501)               optional extra not installed
     ├── TrainingDivergedError (500)                 a loss became NaN/inf (last good weights kept)
+    ├── NotSupportedError (501)                     the model cannot do that (a GAN has no encoder)
     └── AuthError (401)                             missing or wrong API key
 
 Messages say what was wrong, what was expected, and what to do.
@@ -112,6 +113,14 @@ class BackendUnavailableError(LatentSpaceError):
 class TrainingDivergedError(LatentSpaceError):
     http_status = 500
     exit_code = 13
+
+
+class NotSupportedError(LatentSpaceError):
+    """An operation the model or backend cannot do by its nature (a GAN has no encoder); the
+    message names what to use instead."""
+
+    http_status = 501
+    exit_code = 15
 
 
 class AuthError(LatentSpaceError):

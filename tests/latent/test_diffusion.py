@@ -26,7 +26,7 @@ def data():
 def vae(data, tmp_path_factory):
     (xtr, _), _ = data
     m = LatentModel(LatentConfig(input_shape=(1, 8, 8), latent_dim=6, hidden=(128, 64), name="digits-vae"), seed=0)
-    train(m, xtr, epochs=40, patience=40, seed=0)
+    train(m, xtr, epochs=40, patience=40, kl_warmup=10, lr_schedule="constant", seed=0)  # quick
     folder = tmp_path_factory.mktemp("vae") / "vae"
     save_model(m, folder)
     return m, folder
