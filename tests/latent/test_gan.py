@@ -93,3 +93,19 @@ def test_dcgan_trains_on_digits_saves_and_loads(tmp_path):
     (folder / "model.pt").write_bytes(b"x")
     with pytest.raises(ls.ModelLoadError, match="never unpickles"):
         load_gan(folder)
+
+
+def test_cli_trains_a_gan_samples_it_and_says_what_a_gan_cannot_do(tmp_path, faces):
+    import json
+
+    from ..cli_runner import run
+
+    out = json.loads(run("latent", "gan-train", tmp_path / "g", "--epochs", "1", "--latent-dim", "8", "--features",
+                         "16", "--json").stdout)
+    assert out["epochs"] == 1 and out["fingerprint"]
+    run("latent", "sample", tmp_path / "g", "-n", "4", "-o", tmp_path / "s.png")
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    run("latent", "sample", "gan-faces", "-n", "4", "-o", tmp_path / "f.png")  # the pretrained face generator
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+    bad = run("latent", "encode", tmp_path / "g", check=False)
+    assert bad.returncode == ls.NotSupportedError.exit_code and "invert" in bad.stderr
