@@ -162,6 +162,40 @@ class GaussianMixtureSampler:
         return z[rng.permutation(len(z))].astype(np.float32)
 
 
+@dataclass
+class ClassConditionalSampler:
+    """One Gaussian per label fitted on labelled latents: class-conditioned samples from any
+    latent model. For a VAE, the latents of real items with their labels; for a GAN (no
+    encoder), latents drawn from the prior and labelled by a classifier of their images."""
+
+    reg: float = 1e-4
+
+    def fit(self, latents: Any, labels: Any) -> ClassConditionalSampler:
+        z = np.asarray(latents, dtype=np.float64)
+        y = np.asarray(labels)
+        if z.ndim != 2 or len(y) != len(z):
+            raise InvalidInputError(f"ClassConditionalSampler needs (n, d) latents and n labels; got {z.shape} and "
+                                    f"{y.shape}.")
+        self.classes_ = sorted(set(y.tolist()))
+        self.params_ = {}
+        for c in self.classes_:
+            zc = z[y == c]
+            if len(zc) < 2:
+                raise InvalidInputError(f"ClassConditionalSampler: label {c!r} has {len(zc)} latent(s); needs 2 or more.")
+            cov = np.cov(zc, rowvar=False) + self.reg * np.eye(z.shape[1])
+            self.params_[c] = (zc.mean(0), cov)
+        return self
+
+    def sample(self, n: int, label: Any, seed: int | None = None) -> np.ndarray:
+        if not hasattr(self, "params_"):
+            raise NotFittedError("Fit the sampler first: ClassConditionalSampler().fit(latents, labels).")
+        if label not in self.params_:
+            raise InvalidInputError(f"Unknown label {label!r}; the sampler knows {self.classes_}.")
+        check_int(n, "n", "sample", 1, 10_000_000)
+        mean, cov = self.params_[label]
+        return np.random.default_rng(seed).multivariate_normal(mean, cov, size=n).astype(np.float32)
+
+
 @torch.no_grad()
 def anomaly_scores(model, x: Any, *, kind: Literal["reconstruction", "elbo"] = "reconstruction",
                    batch_size: int = 1024) -> np.ndarray:

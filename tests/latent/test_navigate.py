@@ -107,3 +107,21 @@ def test_anomaly_scores_rank_noise_above_digits(trained, tmp_path):
         assert np.median(s_noise) > np.percentile(s_real, 90)
     path = image_grid(interpolate(m, x[0], x[1], 6), tmp_path / "g.png", rows=1)
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_class_conditional_sampler_draws_from_each_labels_latents():
+    from latentspace.latent.navigate import ClassConditionalSampler
+
+    rng = np.random.default_rng(0)
+    z = np.r_[rng.normal(-3, 0.5, (200, 4)), rng.normal(3, 0.5, (200, 4))]
+    labels = np.r_[["a"] * 200, ["b"] * 200]
+    s = ClassConditionalSampler().fit(z, labels)
+    a, b = s.sample(100, "a", seed=0), s.sample(100, "b", seed=0)
+    assert a.shape == (100, 4) and np.abs(a.mean(0) + 3).max() < 0.3 and np.abs(b.mean(0) - 3).max() < 0.3
+    np.testing.assert_array_equal(a, s.sample(100, "a", seed=0))
+    with pytest.raises(ls.InvalidInputError, match="Unknown label"):
+        s.sample(3, "c")
+    with pytest.raises(ls.NotFittedError):
+        ClassConditionalSampler().sample(3, "a")
+    with pytest.raises(ls.InvalidInputError, match="needs 2"):
+        ClassConditionalSampler().fit(z[:3], ["a", "b", "b"])
