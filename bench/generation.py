@@ -1,6 +1,6 @@
 """Generation in latent space, proven on real digits: text in, image out, through two spaces.
 
-    python bench/generation.py [--epochs 400] [--vae-epochs 300] [--threads 1] [--out docs]
+    python bench/generation.py [--epochs 150] [--vae-epochs 300] [--threads 1] [--out docs]
                                [--json-out bench/generation-results.json]
 
 Data: scikit-learn's digits, the fixed stratified split of bench/latent.py (1,347 train,
@@ -56,11 +56,11 @@ def diversity(x: np.ndarray, y: np.ndarray) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=400)
+    ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--vae-epochs", type=int, default=600)
     ap.add_argument("--gan-epochs", type=int, default=300)
     ap.add_argument("--per-class", type=int, default=50, help="samples per digit and prompt set")
-    ap.add_argument("--guidance", default="1,2,3,4,5")
+    ap.add_argument("--guidance", default="1,2,3,4")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="docs")

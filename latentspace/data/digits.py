@@ -19,6 +19,12 @@ TRAIN_TEMPLATES = (
     "an image of the digit {d}",
     "a drawing of the number {word}",
     "{word}, written by hand",
+    "a photo of a handwritten {d}",
+    "handwriting: the digit {word}",
+    "the character {d} drawn with a pen",
+    "a pen drawing of {word}",
+    "someone wrote the number {d}",
+    "a sloppy handwritten {word}",
 )
 HELD_OUT_TEMPLATES = (
     "a scan of a handwritten {word}",

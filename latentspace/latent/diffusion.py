@@ -55,7 +55,10 @@ class DiffusionConfig:
     ``latent_shape``: ``(d,)`` for a flat latent (an MLP VAE's), ``(c, h, w)`` for an image
     latent (an AutoencoderKL's; ``arch="unet"``). ``cond``: ``"text"`` (``cond_dim``: the
     text encoder's dimension) or ``"class"`` (``num_classes``). ``uncond_prob``: the share
-    of training steps without the condition, which classifier-free guidance needs."""
+    of training steps without the condition, which classifier-free guidance needs.
+    ``cond_noise``: in training, each text embedding is moved by Gaussian noise of this
+    share of its norm (then rescaled to its norm): the model learns to answer a neighbourhood of each
+    caption, which carries it to wordings it never saw (conditioning augmentation)."""
 
     latent_shape: tuple[int, ...]
     cond: Cond = "text"
@@ -68,6 +71,7 @@ class DiffusionConfig:
     train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     uncond_prob: float = 0.15
+    cond_noise: float = 0.0
     name: str = "latent-diffusion"
 
     def __post_init__(self) -> None:
@@ -91,6 +95,7 @@ class DiffusionConfig:
         check_int(self.blocks, "blocks", "DiffusionConfig", 1, 64)
         check_int(self.train_timesteps, "train_timesteps", "DiffusionConfig", 10, 100_000)
         check_float(self.uncond_prob, "uncond_prob", "DiffusionConfig", 0.0, 0.9)
+        check_float(self.cond_noise, "cond_noise", "DiffusionConfig", 0.0, 10.0)
         if self.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
             raise InvalidInputError("DiffusionConfig.beta_schedule must be 'linear', 'scaled_linear' or "
                                     f"'squaredcos_cap_v2'; got {self.beta_schedule!r}.")
@@ -334,7 +339,7 @@ class LatentDiffusion(nn.Module):
 
     # -- training -----------------------------------------------------------------------------
     def fit(self, x: Any = None, conditions: Sequence | None = None, *, latents: np.ndarray | None = None,
-            epochs: int = 300, batch_size: int = 256, lr: float = 1e-3, ema: float = 0.999, seed: int = 0,
+            epochs: int = 150, batch_size: int = 256, lr: float = 1e-3, ema: float = 0.999, seed: int = 0,
             device: str | None = None, cache=None,
             progress: Callable[[int, dict[str, float]], None] | None = None) -> DiffusionReport:
         """Train on images ``x`` (encoded once by the VAE, through ``cache``, a LatentCache, when
@@ -392,7 +397,6 @@ class LatentDiffusion(nn.Module):
         dev = pick_device(device)
         self.to(dev)
         sched = _scheduler(self.config, "ddpm")
-        alphas = sched.alphas_cumprod.to(dev)
         params = [p for n, p in self.named_parameters() if not n.startswith("vae.")]
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
         steps_total = epochs * math.ceil(len(z) / batch_size)
@@ -411,13 +415,18 @@ class LatentDiffusion(nn.Module):
                 if table is not None:
                     pick = [int(rng.choice(choices[i])) for i in idx.tolist()]
                     cond = table[pick].to(dev)
+                    if self.config.cond_noise:
+                        norm = cond.norm(dim=1, keepdim=True)
+                        jitter = torch.randn(cond.shape, generator=gen).to(dev)
+                        jitter *= self.config.cond_noise * norm / jitter.norm(dim=1, keepdim=True)
+                        moved = cond + jitter
+                        cond = moved * norm / moved.norm(dim=1, keepdim=True).clamp_min(1e-12)
                 else:
                     cond = torch.as_tensor([int(choices[i][0]) for i in idx.tolist()], device=dev)
                 drop = torch.rand(len(idx), generator=gen).to(dev) < self.config.uncond_prob
                 noise = torch.randn(z0.shape, generator=gen).to(dev)
                 t = torch.randint(0, self.config.train_timesteps, (len(idx),), generator=gen).to(dev)
-                a = alphas[t].view(-1, *([1] * len(shape)))
-                zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
+                zt = sched.add_noise(z0, noise, t)  # sqrt(a_t) z0 + sqrt(1 - a_t) noise
                 pred = self.denoiser(zt, t, self.conditioner(cond, drop))
                 loss = nn.functional.mse_loss(pred, noise)
                 if not torch.isfinite(loss):
