@@ -1,8 +1,12 @@
 """Latent-model proof on real data: scikit-learn's digits (1,797 8x8 images, 10 labels).
 
-    python bench/latent.py [--epochs 300] [--out docs]
+    python bench/latent.py [--epochs 600] [--out docs] [--skip-ablation]
 
-Fixed stratified split (seed 0, 25% held out). Reports: held-out negative ELBO (Bernoulli
+Fixed stratified split (seed 0, 25% held out). First, what each training change bought
+for the default MLP VAE (z=8): held-out ELBO and reconstructions read by a classifier, from
+the textbook settings (constant learning rate, KL warm-up over 10 epochs, 300 epochs with
+early stopping) through each change to the defaults (cosine learning-rate decay, KL
+warm-up over 50 epochs, 600 epochs), capacity and likelihood, over three seeds. Then: held-out negative ELBO (Bernoulli
 likelihood on intensities scaled to [0, 1], nats per image) and reconstruction MSE; a
 classifier trained on real digits, scored on real held-out digits and on their
 reconstructions (a VAE and beta-VAEs with beta 0.25 and 0.1, which trade ELBO for sharper
@@ -48,14 +52,45 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
 def fit_model(x, arch, epochs, seed=0, beta=1.0):
     kind = "vae" if beta == 1.0 else "beta_vae"
     m = LatentModel(LatentConfig(input_shape=(1, 8, 8), latent_dim=8, arch=arch, hidden=(256, 128), kind=kind,
-                                 beta=beta))
-    rep = train(m, x, epochs=epochs, patience=25, seed=seed)
+                                 beta=beta), seed=seed)
+    rep = train(m, x, epochs=epochs, seed=seed)  # the defaults: cosine decay, KL warm-up 50, patience 50
     return m, rep
+
+
+#: (name, LatentConfig options, train options): the textbook settings, then one change at a time
+ABLATION = (
+    ("textbook: constant lr, KL warm-up 10, 300 epochs, early stop (patience 25)", {},
+     {"epochs": 300, "patience": 25, "kl_warmup": 10, "lr_schedule": "constant"}),
+    ("+ cosine lr decay (300 epochs)", {}, {"epochs": 300, "patience": 300, "kl_warmup": 10, "lr_schedule": "cosine"}),
+    ("+ KL warm-up 50", {}, {"epochs": 300, "patience": 300, "kl_warmup": 50, "lr_schedule": "cosine"}),
+    ("+ 600 epochs, patience 50 (the defaults)", {}, {}),
+    ("+ wider (512, 256)", {"hidden": (512, 256)}, {}),
+    ("defaults, Gaussian likelihood", {"likelihood": "gaussian"}, {}),
+)
+
+
+def ablation(xtr, xte, yte, clf, seeds=(0, 1, 2)) -> None:
+    print("| settings | held-out -ELBO nats (mean of seeds; each) | classifier acc on reconstructions | train s |")
+    print("|---|---|---|---|")
+    for name, cfg, opts in ABLATION:
+        elbos, accs, secs = [], [], []
+        for seed in seeds:
+            m = LatentModel(LatentConfig(input_shape=(1, 8, 8), latent_dim=8, **cfg), seed=seed)
+            rep = train(m, xtr, seed=seed, **opts)
+            elbos.append(evaluate(m, xte)["neg_elbo"])
+            accs.append(clf.score(m.reconstruct(xte).numpy().reshape(len(xte), -1), yte))
+            secs.append(rep.seconds)
+        elbo = ("n/a (another likelihood)" if cfg.get("likelihood") == "gaussian" else
+                f"{np.mean(elbos):.2f} ({', '.join(f'{e:.2f}' for e in elbos)})")
+        print(f"| {name} | {elbo} | {np.mean(accs):.3f} ({', '.join(f'{a:.3f}' for a in accs)}) | "
+              f"{np.mean(secs):.1f} |", flush=True)
+    print()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=300)
+    ap.add_argument("--epochs", type=int, default=600)
+    ap.add_argument("--skip-ablation", action="store_true")
     ap.add_argument("--out", default="docs")
     args = ap.parse_args()
     out = Path(args.out)
@@ -69,6 +104,8 @@ def main() -> None:
     real_acc = clf.score(xte.reshape(len(xte), -1), yte)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; "
           f"{len(xtr)} train / {len(xte)} held-out digits.\n")
+    if not args.skip_ablation:
+        ablation(xtr, xte, yte, clf)
     print("| model | epochs (best) | train s | held-out -ELBO nats | recon NLL | KL | recon MSE/pixel | "
           "classifier acc on reconstructions (real: {:.3f}) |".format(real_acc))
     print("|---|---|---|---|---|---|---|---|")
