@@ -321,3 +321,25 @@ def test_cached_filter_results_follow_writes_from_another_handle(tmp_path):
     assert {h.id for h in col_a.search_batch(vectors=vecs[:2], k=30, where=where)[1]} == after
     b.close()
     a.close()
+
+
+def test_hybrid_search_gives_the_reference_results_on_every_backend(backend, tiny_encoder):
+    """Hybrid fuses the backend's vector and keyword lists in one place (collections.fusion), so
+    every backend returns the memory backend's fused hits, ranks included. Keyword scores are
+    each backend's BM25 (SQLite FTS5, Milvus' BM25 function, the memory scorer): RRF scores,
+    which depend on ranks only, are equal; convex scores, which scale BM25 values, may differ."""
+    docs = [f"note {i}: {'the cat sat on the mat' if i % 3 == 0 else 'a dog ran in the park'} number{i}"
+            for i in range(40)]
+    cols = []
+    for st in (backend(), ls.open_store(":memory:")):
+        col = st.create_collection("h", encoder=tiny_encoder)
+        col.add([f"r{i}" for i in range(40)], documents=docs, metadatas=[{"i": i} for i in range(40)])
+        cols.append(col)
+    for fusion in ("convex", "rrf"):
+        for alpha in (0.2, 0.5, 0.8):
+            got, want = (c.search("cat on the mat number9", k=8, mode="hybrid", alpha=alpha, fusion=fusion)
+                         for c in cols)
+            assert [h.id for h in got] == [h.id for h in want]
+            assert [h.ranks for h in got] == [h.ranks for h in want]
+            if fusion == "rrf":
+                np.testing.assert_allclose([h.score for h in got], [h.score for h in want], rtol=1e-4, atol=1e-6)
