@@ -535,6 +535,11 @@ app.command("finetune")(finetune_cmd)
 
 app.add_typer(interactions_app, name="interactions")
 
+from .server import keys_app, serve_cmd  # noqa: E402
+
+app.add_typer(keys_app, name="keys")
+app.command("serve")(serve_cmd)
+
 
 def main(argv: list[str] | None = None) -> None:
     import os
