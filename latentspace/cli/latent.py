@@ -362,8 +362,6 @@ def diffusion_train_cmd(
 
 
 def _conditions_file(labels: Path | None, n: int, cond: str):
-    import json
-
     if labels is None:
         raise InvalidInputError("With a .npy --data, give --labels: a .npy of int labels (--cond class) or a .jsonl "
                                 "of {\"caption\": ...} lines (--cond text), one per image.")

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.errors import InvalidInputError, ModelLoadError, NotFoundError, TrainingDivergedError
-from ..core.io import read_json, write_json
+from ..core.errors import InvalidInputError, ModelLoadError, TrainingDivergedError
+from ..core.io import write_json
 from ..core.space import SpaceSpec
 from ..core.validation import check_float, check_int
 
@@ -593,21 +593,9 @@ def load_diffusion(folder: str | os.PathLike, *, vae=None, text_encoder=None) ->
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from ..embed._loading import PICKLE_SUFFIXES
+    from .io import read_model_folder
 
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise NotFoundError(f"No diffusion model folder at {folder}.")
-    pickles = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
-    if pickles:
-        raise ModelLoadError(f"{folder} contains pickle files ({', '.join(pickles)}); latentspace never unpickles.")
-    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
-        raise ModelLoadError(f"{folder} needs config.json and model.safetensors.")
-    meta = read_json(folder / "config.json")
-    if not isinstance(meta, dict) or meta.get("kind") != KIND:
-        raise ModelLoadError(f"{folder / 'config.json'} is not a latentspace latent diffusion model.")
-    if meta.get("format") != FORMAT:
-        raise ModelLoadError(f"{folder} has format {meta.get('format')!r}; this latentspace reads {FORMAT}.")
+    folder, meta = read_model_folder(folder, KIND, "latent diffusion model", FORMAT)
     try:
         config = DiffusionConfig.from_dict(meta.get("config"))
         vae_spec = SpaceSpec.from_dict(meta["vae"]["spec"])

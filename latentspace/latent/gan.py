@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.errors import InvalidInputError, ModelLoadError, NotFoundError, NotSupportedError, TrainingDivergedError
-from ..core.io import read_json, write_json
+from ..core.errors import InvalidInputError, ModelLoadError, NotSupportedError, TrainingDivergedError
+from ..core.io import write_json
 from ..core.space import SpaceSpec
 from ..core.validation import check_float, check_int
 from .models import Posterior, draw_latents, seeded
@@ -247,17 +247,9 @@ def load_gan(folder: str | os.PathLike) -> DCGAN:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from ..embed._loading import PICKLE_SUFFIXES
+    from .io import read_model_folder
 
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise NotFoundError(f"No GAN folder at {folder}.")
-    pickles = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
-    if pickles:
-        raise ModelLoadError(f"{folder} contains pickle files ({', '.join(pickles)}); latentspace never unpickles.")
-    meta = read_json(folder / "config.json") if (folder / "config.json").is_file() else None
-    if not isinstance(meta, dict) or meta.get("kind") != KIND or not (folder / "model.safetensors").is_file():
-        raise ModelLoadError(f"{folder} is not a latentspace GAN (config.json of kind {KIND} + model.safetensors).")
+    folder, meta = read_model_folder(folder, KIND, "GAN", FORMAT)
     try:
         cfg = meta["config"]
         config = GANConfig(**{k: v for k, v in cfg.items() if k != "extra"})

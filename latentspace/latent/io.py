@@ -28,27 +28,35 @@ def save_model(model: LatentModel, folder: str | os.PathLike) -> Path:
     return folder
 
 
-def load_model(folder: str | os.PathLike) -> LatentModel:
-    """Load a saved model; refuse pickles, unknown options and weights that do not fit the config."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+def read_model_folder(folder: str | os.PathLike, kind: str, what: str, fmt: int = FORMAT) -> tuple[Path, dict]:
+    """The checks every saved latentspace model passes before anything is loaded: a folder,
+    no pickle files, ``config.json`` + ``model.safetensors``, a config of ``kind`` in format
+    ``fmt``. Returns (folder, config.json's content)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise NotFoundError(f"No model folder at {folder}.")
+        raise NotFoundError(f"No {what} folder at {folder}.")
     pickles = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
     if pickles:
         raise ModelLoadError(
-            f"{folder} contains pickle files ({', '.join(pickles)}); latentspace never unpickles. A latent model is "
+            f"{folder} contains pickle files ({', '.join(pickles)}); latentspace never unpickles. A {what} is "
             "config.json + model.safetensors."
         )
     if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
         raise ModelLoadError(f"{folder} needs config.json and model.safetensors.")
     meta = read_json(folder / "config.json")
-    if not isinstance(meta, dict) or meta.get("kind") != "latentspace.LatentModel":
-        raise ModelLoadError(f"{folder / 'config.json'} is not a latentspace latent model config.")
-    if meta.get("format") != FORMAT:
-        raise ModelLoadError(f"{folder} has model format {meta.get('format')!r}; this latentspace reads {FORMAT}.")
+    if not isinstance(meta, dict) or meta.get("kind") != kind:
+        raise ModelLoadError(f"{folder / 'config.json'} is not a latentspace {what} config.")
+    if meta.get("format") != fmt:
+        raise ModelLoadError(f"{folder} has model format {meta.get('format')!r}; this latentspace reads {fmt}.")
+    return folder, meta
+
+
+def load_model(folder: str | os.PathLike) -> LatentModel:
+    """Load a saved model; refuse pickles, unknown options and weights that do not fit the config."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder, meta = read_model_folder(folder, "latentspace.LatentModel", "latent model")
     try:
         config = LatentConfig.from_dict(meta.get("config"))
     except InvalidInputError as exc:
