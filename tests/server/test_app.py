@@ -203,3 +203,100 @@ def test_cli_keys_and_a_real_server_on_loopback(store_dir):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(store_dir, port):
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, "-m", "latentspace.cli.app", "serve", str(store_dir), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1)
+            return proc
+        except httpx.TransportError:
+            if proc.poll() is not None:
+                raise AssertionError("the server exited")
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("the server did not start")
+
+
+def test_sigkill_during_writes_loses_no_acknowledged_write(store_dir):
+    """Writers post batches to a real server; the server is SIGKILLed mid-stream and
+    restarted: every batch the server acknowledged (200) is stored, and reads never got 5xx."""
+    import signal
+    import threading
+
+    import httpx
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start_server(store_dir, port)
+    acked: list[list[str]] = []
+    errors: list[int] = []
+    stop = threading.Event()
+
+    def writer(w: int) -> None:
+        with httpx.Client(base_url=url, timeout=10) as c:
+            for b in range(10_000):
+                if stop.is_set():
+                    return
+                ids = [f"w{w}-{b}-{i}" for i in range(20)]
+                try:
+                    r = c.post("/v1/collections/docs/upsert", json={"ids": ids, "vectors": unit(20, seed=b * 7 + w),
+                                                                     "space": SPEC.to_dict()})
+                except httpx.TransportError:
+                    return  # the server is gone: what it acknowledged is what counts
+                if r.status_code == 200:
+                    acked.append(ids)
+                elif r.status_code >= 500:
+                    errors.append(r.status_code)
+
+    def reader() -> None:
+        with httpx.Client(base_url=url, timeout=10) as c:
+            while not stop.is_set():
+                try:
+                    r = c.post("/v1/collections/docs/search", json={"vector": unit(1)[0], "space": SPEC.to_dict()})
+                except httpx.TransportError:
+                    return
+                if r.status_code >= 500:
+                    errors.append(r.status_code)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(2)] + [threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    import time
+
+    deadline = time.time() + 30
+    while len(acked) < 15 and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(acked) >= 15 and errors == []
+    proc = _start_server(store_dir, port)
+    try:
+        with httpx.Client(base_url=url, timeout=30) as c:
+            want = [i for batch in acked for i in batch]
+            got = set()
+            for s in range(0, len(want), 500):
+                got |= {r["id"] for r in c.post("/v1/collections/docs/get", json={"ids": want[s:s + 500]}).json()}
+            assert got == set(want)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
