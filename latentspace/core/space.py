@@ -145,6 +145,9 @@ class SpaceSpec:
         unknown = set(data) - known
         if unknown:
             raise InvalidInputError(f"Unknown SpaceSpec field(s): {sorted(unknown)}. Known: {sorted(known)}.")
+        missing = [f for f in ("model", "dim") if f not in data]
+        if missing:
+            raise InvalidInputError(f"A SpaceSpec needs {' and '.join(missing)}; got fields {sorted(data)}.")
         return cls(**data)
 
     @classmethod

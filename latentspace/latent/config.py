@@ -73,4 +73,7 @@ class LatentConfig:
         unknown = set(data) - known
         if unknown:
             raise InvalidInputError(f"Unknown LatentConfig option(s) {sorted(unknown)}; known: {sorted(known)}.")
+        missing = [f for f in ('input_shape',) if f not in data]
+        if missing:
+            raise InvalidInputError(f"A LatentConfig needs {', '.join(missing)}.")
         return cls(**data)

@@ -117,6 +117,9 @@ class DiffusionConfig:
         unknown = set(data) - known
         if unknown:
             raise InvalidInputError(f"Unknown DiffusionConfig option(s) {sorted(unknown)}; known: {sorted(known)}.")
+        missing = [f for f in ('latent_shape',) if f not in data]
+        if missing:
+            raise InvalidInputError(f"A DiffusionConfig needs {', '.join(missing)}.")
         return cls(**data)
 
 

@@ -120,9 +120,26 @@ def create_app(settings: Settings | str):
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:  # a body that does not parse: bad input, as everywhere else (422)
+            return JSONResponse({"error": "InvalidInputError", "message": f"The request body is not valid JSON "
+                                 f"({exc.detail})."}, status_code=422)
         name = {404: "NotFoundError", 405: "InvalidInputError"}.get(exc.status_code, "HTTPError")
         message = f"No route {request.method} {request.url.path}." if exc.status_code in (404, 405) else str(exc.detail)
-        return JSONResponse({"error": name, "message": message}, status_code=exc.status_code)
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every method of the path (Starlette names only one route's)
+            from starlette.routing import Match
+
+            methods = set()
+            for route in app.router.routes:
+                match, _ = route.matches({**request.scope, "method": "GET"})
+                if match != Match.NONE and getattr(route, "methods", None):
+                    methods |= set(route.methods)
+                match, _ = route.matches({**request.scope, "method": "POST"})
+                if match != Match.NONE and getattr(route, "methods", None):
+                    methods |= set(route.methods)
+            if methods:
+                headers["Allow"] = ", ".join(sorted(methods))
+        return JSONResponse({"error": name, "message": message}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception):
