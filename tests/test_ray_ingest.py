@@ -68,7 +68,7 @@ def test_cli_ingest_on_ray(cluster, tmp_path, tiny_st):
     out = json.loads(run("ingest", store, "docs", rows, "--model", tiny_st, "--engine", "ray", "--workers", "1",
                          "--json").stdout)
     assert out["added"] == 30 and out["stored_chunks"] == 30
-    out = json.loads(run("ingest", store, "docs", rows, "--engine", "ray", "--json").stdout)
+    out = json.loads(run("ingest", store, "docs", rows, "--json").stdout)  # the local engine finds it all stored
     assert out["added"] == 0 and out["skipped"] == 30
 
 
@@ -114,9 +114,7 @@ def test_ray_data_reads_and_chunks_files_as_the_local_engine_does(cluster, tmp_p
     np.testing.assert_allclose(np.stack([a[i].vector for i in sorted(a)]), np.stack([b[i].vector for i in sorted(a)]),
                                atol=1e-5)
     # the same content hashes: neither engine finds anything to embed again in the other's collection
-    assert ingest(remote, items()).skipped == want.chunks
-    if len(paths) > 1:
-        assert ingest_files_on_ray(local, paths, chunk_size=200, chunk_overlap=40).skipped == want.chunks
+    assert ingest(remote, items()).skipped == want.chunks  # (Ray resuming from local hashes: the next test)
     st.close()
 
 
