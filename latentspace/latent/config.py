@@ -67,13 +67,20 @@ class LatentConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LatentConfig:
-        if not isinstance(data, dict):
-            raise InvalidInputError("A LatentConfig must be a JSON object.")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise InvalidInputError(f"Unknown LatentConfig option(s) {sorted(unknown)}; known: {sorted(known)}.")
-        missing = [f for f in ('input_shape',) if f not in data]
-        if missing:
-            raise InvalidInputError(f"A LatentConfig needs {', '.join(missing)}.")
-        return cls(**data)
+        return config_from_dict(cls, data, required=("input_shape",))
+
+
+def config_from_dict(cls, data: Any, *, required: tuple[str, ...] = ()):
+    """A config dataclass from its JSON object: unknown options and missing required ones
+    are InvalidInputErrors naming them (never a TypeError)."""
+    name = cls.__name__
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"A {name} must be a JSON object.")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise InvalidInputError(f"Unknown {name} option(s) {sorted(unknown)}; known: {sorted(known)}.")
+    missing = [f for f in required if f not in data]
+    if missing:
+        raise InvalidInputError(f"A {name} needs {', '.join(missing)}.")
+    return cls(**data)

@@ -19,7 +19,7 @@ import torch
 from ..core.errors import InvalidInputError, ModelLoadError
 from ..core.space import SpaceSpec
 from ..embed import _loading
-from .models import Posterior, draw_latents
+from .models import Posterior, as_latents, draw_latents
 
 
 @dataclass(frozen=True)
@@ -109,17 +109,8 @@ class DiffusersVAE:
 
     @torch.no_grad()
     def decode(self, z: Any) -> torch.Tensor:
-        z = torch.as_tensor(np.asarray(z, dtype=np.float32) if not isinstance(z, torch.Tensor) else z,
-                            dtype=torch.float32, device=self.device)
-        if z.ndim == 1:
-            z = z[None]
-        if z.ndim == 4:
-            z = z.flatten(1)
-        if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
-            raise InvalidInputError(
-                f"{self.config.name}: a latent has {self.config.latent_dim} values "
-                f"({'x'.join(map(str, self.config.latent_shape))}); got shape {tuple(z.shape)}."
-            )
+        z = as_latents(z, self.config.latent_dim, f"{self.config.name} (latents {'x'.join(map(str, self.config.latent_shape))})",
+                       self.device)
         return self.decode_logits(z).clamp(0.0, 1.0)
 
     def reconstruct(self, x: Any) -> torch.Tensor:

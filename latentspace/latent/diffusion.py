@@ -21,7 +21,6 @@ destroys guidance on small latents; every scheduler here is built with it off.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import math
@@ -111,16 +110,9 @@ class DiffusionConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiffusionConfig:
-        if not isinstance(data, dict):
-            raise InvalidInputError("A DiffusionConfig must be a JSON object.")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise InvalidInputError(f"Unknown DiffusionConfig option(s) {sorted(unknown)}; known: {sorted(known)}.")
-        missing = [f for f in ('latent_shape',) if f not in data]
-        if missing:
-            raise InvalidInputError(f"A DiffusionConfig needs {', '.join(missing)}.")
-        return cls(**data)
+        from .config import config_from_dict
+
+        return config_from_dict(cls, data, required=("latent_shape",))
 
 
 # -- networks ---------------------------------------------------------------------------
@@ -404,7 +396,8 @@ class LatentDiffusion(nn.Module):
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
         steps_total = epochs * math.ceil(len(z) / batch_size)
         lr_sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps_total, pct_start=0.05)
-        average = copy.deepcopy({k: v.detach().clone() for k, v in self._own_state().items()})
+        # the EMA of the weights: (live tensor, its average), listed once
+        averaged = [(v, v.detach().clone()) for v in self._own_state().values() if v.dtype.is_floating_point]
         history: list[dict[str, float]] = []
         t0, step = time.perf_counter(), 0
         self.train()
@@ -443,18 +436,16 @@ class LatentDiffusion(nn.Module):
                 step += 1
                 with torch.no_grad():
                     decay = min(ema, (1 + step) / (10 + step))
-                    for k, v in self._own_state().items():
-                        if v.dtype.is_floating_point:
-                            average[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
+                    for live, avg in averaged:
+                        avg.mul_(decay).add_(live, alpha=1 - decay)
                 total += loss.item() * len(idx)
             row = {"epoch": epoch, "loss": total / len(z)}
             history.append(row)
             if progress:
                 progress(epoch, row)
-        own = self._own_state()
         with torch.no_grad():
-            for k, v in average.items():
-                own[k].copy_(v)
+            for live, avg in averaged:
+                live.copy_(avg)
         self.eval()
         seconds = time.perf_counter() - t0
         self.training_info = {"items": len(z), "epochs": epochs, "batch_size": batch_size, "lr": lr, "ema": ema,

@@ -36,7 +36,8 @@ from ..core.errors import InvalidInputError, ModelLoadError, NotSupportedError, 
 from ..core.io import write_json
 from ..core.space import SpaceSpec
 from ..core.validation import check_float, check_int
-from .models import Posterior, draw_latents, seeded
+from .config import config_from_dict
+from .models import Posterior, as_latents, draw_latents, seeded
 
 FORMAT = 1
 KIND = "latentspace.DCGAN"
@@ -120,18 +121,7 @@ class DCGAN(nn.Module):
         return next(self.main.parameters()).device
 
     def _latent(self, z: Any) -> torch.Tensor:
-        z = torch.as_tensor(np.asarray(z, dtype=np.float32) if not isinstance(z, torch.Tensor) else z,
-                            dtype=torch.float32, device=self.device)
-        if z.ndim == 1:
-            z = z[None]
-        if z.ndim == 4:
-            z = z.flatten(1)
-        if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
-            raise InvalidInputError(f"{self.config.name}: a latent has {self.config.latent_dim} values; got shape "
-                                    f"{tuple(z.shape)}.")
-        if not torch.isfinite(z).all():
-            raise InvalidInputError(f"{self.config.name}: latent contains NaN or inf.")
-        return z
+        return as_latents(z, self.config.latent_dim, self.config.name, self.device)
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] (tanh), with gradients: for training and inversion."""
@@ -252,7 +242,7 @@ def load_gan(folder: str | os.PathLike) -> DCGAN:
     folder, meta = read_model_folder(folder, KIND, "GAN", FORMAT)
     try:
         cfg = meta["config"]
-        config = GANConfig(**{k: v for k, v in cfg.items() if k != "extra"})
+        config = config_from_dict(GANConfig, cfg)
         state = load_file(str(folder / "model.safetensors"))
     except (SafetensorError, OSError, ValueError, KeyError, TypeError, InvalidInputError) as exc:
         raise ModelLoadError(f"{folder}: unreadable or corrupt ({exc}).") from None

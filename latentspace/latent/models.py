@@ -55,6 +55,22 @@ def seeded(seed: int | None):
     return ctx()
 
 
+def as_latents(z: Any, dim: int, name: str, device) -> torch.Tensor:
+    """Latents as a float32 (n, dim) tensor on ``device``: one latent (dim,) or image-shaped
+    latents (n, c, h, w) are accepted; another size, NaN or inf is an InvalidInputError."""
+    z = torch.as_tensor(np.asarray(z, dtype=np.float32) if not isinstance(z, torch.Tensor) else z,
+                        dtype=torch.float32, device=device)
+    if z.ndim == 1:
+        z = z[None]
+    if z.ndim == 4:
+        z = z.flatten(1)
+    if z.ndim != 2 or z.shape[1] != dim:
+        raise InvalidInputError(f"{name}: a latent must have {dim} dimensions; got shape {tuple(z.shape)}.")
+    if not torch.isfinite(z).all():
+        raise InvalidInputError(f"{name}: latent contains NaN or inf.")
+    return z
+
+
 def draw_latents(n: int, dim: int, seed: int | None = None, sampler=None) -> torch.Tensor:
     """``n`` latents from the prior N(0, I), or from ``sampler.sample(n, seed=...)`` (e.g. a fitted GMM)."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -187,16 +203,7 @@ class LatentModel(nn.Module):
 
     @torch.no_grad()
     def decode(self, z: Any) -> torch.Tensor:
-        z = torch.as_tensor(z, dtype=torch.float32, device=self.device)
-        if z.ndim == 1:
-            z = z[None]
-        if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
-            raise InvalidInputError(
-                f"{self.config.name}: a latent must have {self.config.latent_dim} dimensions; got shape {tuple(z.shape)}."
-            )
-        if not torch.isfinite(z).all():
-            raise InvalidInputError(f"{self.config.name}: latent contains NaN or inf.")
-        out = self.decoder(z)
+        out = self.decoder(as_latents(z, self.config.latent_dim, self.config.name, self.device))
         return torch.sigmoid(out) if self.config.likelihood == "bernoulli" else out
 
     @torch.no_grad()
