@@ -182,10 +182,7 @@ def create_app(settings: Settings | str):
         encoder: dict | None = Field(None, description="An encoder config (Encoder.config()): texts embedded here.")
         metadata: dict | None = None
 
-    class SearchBody(Strict):
-        query: str | None = None
-        vector: list[float] | None = None
-        space: dict | None = Field(None, description="The SpaceSpec of `vector`; required with a vector.")
+    class QueryOptions(Strict):
         k: int = 10
         where: dict | None = None
         mode: Literal["vector", "exact", "keyword", "hybrid"] = "vector"
@@ -194,17 +191,19 @@ def create_app(settings: Settings | str):
         include_vectors: bool = False
         fusion: Literal["rrf", "convex"] = "convex"
 
-    class BatchBody(Strict):
+        def options(self) -> dict:
+            return {"k": self.k, "where": self.where, "mode": self.mode, "alpha": self.alpha, "ef": self.ef,
+                    "include_vectors": self.include_vectors, "fusion": self.fusion}
+
+    class SearchBody(QueryOptions):
+        query: str | None = None
+        vector: list[float] | None = None
+        space: dict | None = Field(None, description="The SpaceSpec of `vector`; required with a vector.")
+
+    class BatchBody(QueryOptions):
         queries: list[str] | None = None
         vectors: list[list[float]] | None = None
-        space: dict | None = None
-        k: int = 10
-        where: dict | None = None
-        mode: Literal["vector", "exact", "keyword", "hybrid"] = "vector"
-        alpha: float = 0.5
-        ef: int | None = None
-        include_vectors: bool = False
-        fusion: Literal["rrf", "convex"] = "convex"
+        space: dict | None = Field(None, description="The SpaceSpec of `vectors`; required with vectors.")
 
     class WriteBody(Strict):
         ids: list[str]
@@ -236,10 +235,26 @@ def create_app(settings: Settings | str):
         if not 1 <= k <= settings.max_k:
             raise InvalidInputError(f"k must be in [1, {settings.max_k}] on this server; got {k}.")
 
-    def collection(name: str):
+    encoders: dict = {}  # collection name -> its encoder, loaded once per process (not per request)
+
+    def collection(name: str, embeds: bool = False):
+        """The collection; with ``embeds`` its encoder too, loaded once and kept for later requests."""
+        from ..core.errors import SpaceMismatchError
         from ..core.validation import check_name
 
-        return store.get_collection(check_name(name))
+        check_name(name)
+        encoder = encoders.get(name)
+        if encoder is None:
+            col = store.get_collection(name)
+        else:
+            try:
+                col = store.get_collection(name, encoder=encoder)
+            except SpaceMismatchError:  # migrated to another model since: load the new one when needed
+                encoders.pop(name, None)
+                col = store.get_collection(name)
+        if embeds and col.has_encoder and name not in encoders:
+            encoders[name] = col.encoder
+        return col
 
     # -- routes -------------------------------------------------------------------------------
     @app.get("/v1/health", tags=["server"])
@@ -278,16 +293,16 @@ def create_app(settings: Settings | str):
         allow(entry, "admin", name)
         collection(name)
         store.delete_collection(name)
+        encoders.pop(name, None)
         return {"dropped": name}
 
     @app.post("/v1/collections/{name}/search", tags=["search"], responses=errors)
     def search(name: str, body: SearchBody, entry=Depends(caller)) -> list[dict]:
         allow(entry, "read", name)
         check_k(body.k)
-        col = collection(name)
+        col = collection(name, embeds=body.query is not None and body.mode != "keyword")
         space = space_of(body.space, body.vector is not None)
-        hits = col.search(body.query, vector=body.vector, space=space, k=body.k, where=body.where, mode=body.mode,
-                          alpha=body.alpha, ef=body.ef, include_vectors=body.include_vectors, fusion=body.fusion)
+        hits = col.search(body.query, vector=body.vector, space=space, **body.options())
         return [h.to_dict() for h in hits]
 
     @app.post("/v1/collections/{name}/search_batch", tags=["search"], responses=errors)
@@ -297,11 +312,9 @@ def create_app(settings: Settings | str):
         n = len(body.queries or body.vectors or [])
         if n > settings.max_queries:
             raise InvalidInputError(f"A batch holds at most {settings.max_queries} queries on this server; got {n}.")
-        col = collection(name)
+        col = collection(name, embeds=body.queries is not None and body.mode != "keyword")
         space = space_of(body.space, body.vectors is not None)
-        out = col.search_batch(body.queries, vectors=body.vectors, space=space, k=body.k, where=body.where,
-                               mode=body.mode, alpha=body.alpha, ef=body.ef, include_vectors=body.include_vectors,
-                               fusion=body.fusion)
+        out = col.search_batch(body.queries, vectors=body.vectors, space=space, **body.options())
         return [[h.to_dict() for h in hits] for hits in out]
 
     def write(name: str, body: WriteBody, entry, replace: bool) -> dict:
@@ -309,7 +322,7 @@ def create_app(settings: Settings | str):
         if len(body.ids) > settings.max_batch:
             raise InvalidInputError(f"A write holds at most {settings.max_batch} records on this server; got "
                                     f"{len(body.ids)}. Send several.")
-        col = collection(name)
+        col = collection(name, embeds=body.vectors is None)
         space = space_of(body.space, body.vectors is not None)
         fn = col.upsert if replace else col.add
         res = fn(body.ids, documents=body.documents, metadatas=body.metadatas, vectors=body.vectors, space=space)

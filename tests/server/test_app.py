@@ -145,13 +145,20 @@ def test_keys_scopes_and_collections(store_dir):
     assert call("GET", "/v1/collections/docs", admin).json()["count"] == 21  # only the one accepted write
 
 
-def test_text_queries_are_embedded_by_the_collections_encoder(tmp_path, tiny_encoder):
+def test_text_queries_are_embedded_by_the_collections_encoder(tmp_path, tiny_encoder, monkeypatch):
+    import latentspace.embed as embed
+
     st = ls.open_store(tmp_path / "s")
     st.create_collection("t", encoder=tiny_encoder).add(["a", "b"], documents=["the cat sat", "stock markets"])
     st.close()
+    loads = []
+    real = embed.encoder_from_config
+    monkeypatch.setattr(embed, "encoder_from_config", lambda cfg: loads.append(cfg) or real(cfg))
     c = client(tmp_path / "s")
-    hits = c.post("/v1/collections/t/search", json={"query": "the cat sat", "k": 1}).json()
-    assert hits[0]["id"] == "a"
+    for _ in range(3):
+        hits = c.post("/v1/collections/t/search", json={"query": "the cat sat", "k": 1}).json()
+        assert hits[0]["id"] == "a"
+    assert len(loads) == 1  # the model is loaded once, not per request
     kw = c.post("/v1/collections/t/search", json={"query": "markets", "mode": "keyword", "k": 1}).json()
     assert kw[0]["id"] == "b"
 
