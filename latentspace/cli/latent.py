@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -39,6 +40,21 @@ def load_data(source: str) -> tuple[np.ndarray, np.ndarray | None]:
         raise InvalidInputError(f"{path} is not a plain numeric .npy array ({exc}).") from None
 
 
+@contextmanager
+def epoch_progress(epochs: int, describe, quiet: bool):
+    """A training bar ("epoch 12/600" and ``describe(row)``) on stderr; yields the trainers'
+    ``progress(epoch, row)`` callback."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .common import err_console
+
+    with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
+                  TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), console=err_console,
+                  disable=quiet) as progress:
+        task = progress.add_task("train", total=epochs, loss="")
+        yield lambda epoch, row: progress.update(task, completed=epoch, loss=describe(row))
+
+
 @latent_app.command("train")
 def train_cmd(
     output: Path = typer.Argument(..., help="Folder to save the model in (config.json + model.safetensors)."),
@@ -57,10 +73,8 @@ def train_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Train a model with a progress bar, early stopping and a NaN guard, and save it."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from ..latent import LatentConfig, LatentModel, evaluate, save_model, train
-    from .common import console, emit_json, err_console
+    from .common import console, emit_json
 
     x, _ = load_data(data)
     shape = tuple(x.shape[1:])
@@ -68,15 +82,8 @@ def train_cmd(
                        hidden=tuple(int(h) for h in hidden.split(",") if h.strip()), beta=beta,
                        likelihood=likelihood, name=output.name)
     model = LatentModel(cfg, seed=seed)  # --seed decides the initial weights too
-    with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
-                  TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), console=err_console,
-                  disable=as_json) as progress:
-        task = progress.add_task("train", total=epochs, loss="")
-
-        def on_epoch(epoch: int, row: dict) -> None:
-            progress.update(task, completed=epoch, loss=f"rec {row['reconstruction']:.2f}  kl {row['kl']:.2f}  "
-                                                          f"val {row['val_loss']:.2f}")
-
+    with epoch_progress(epochs, lambda row: f"rec {row['reconstruction']:.2f}  kl {row['kl']:.2f}  "
+                                            f"val {row['val_loss']:.2f}", as_json) as on_epoch:
         report = train(model, x, epochs=epochs, patience=patience, lr=lr, seed=seed, device=device,
                        progress=on_epoch)
     save_model(model.cpu(), output)
@@ -107,23 +114,17 @@ def gan_train_cmd(
 ) -> None:
     """Train a DCGAN (generator + discriminator) and save it; navigate it like a VAE
     (sample, traverse with --toward), invert images into it by optimisation."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from ..latent.gan import DCGAN, GANConfig, train_gan
-    from .common import console, emit_json, err_console
+    from .common import console, emit_json
 
     x, _ = load_data(data)
     if x.ndim != 4:
         raise InvalidInputError(f"A GAN trains on images (n, c, s, s); the data has shape {x.shape}.")
     model = DCGAN(GANConfig(latent_dim=latent_dim, image_shape=tuple(x.shape[1:]), features=features,
                             name=output.name), seed=seed)
-    with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
-                  TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), console=err_console,
-                  disable=as_json) as progress:
-        task = progress.add_task("train", total=epochs, loss="")
+    with epoch_progress(epochs, lambda row: f"D {row['loss_d']:.3f}  G {row['loss_g']:.3f}", as_json) as on_epoch:
         report = train_gan(model, x, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                           progress=lambda e, row: progress.update(
-                               task, completed=e, loss=f"D {row['loss_d']:.3f}  G {row['loss_g']:.3f}"))
+                           progress=on_epoch)
     model.cpu().save(output)
     out = {"model": str(output), "epochs": epochs, "seconds": round(report.seconds, 1), "device": report.device,
            "final": report.history[-1], "fingerprint": model.spec.fingerprint}
@@ -309,12 +310,10 @@ def diffusion_train_cmd(
     import time
 
     import torch
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from ..data import digits
     from ..latent import LatentCache, open_model
     from ..latent.diffusion import LatentDiffusion
-    from .common import console, emit_json, err_console
+    from .common import console, emit_json
 
     if cond not in ("text", "class"):
         raise InvalidInputError(f"--cond must be text or class; got {cond!r}.")
@@ -339,13 +338,9 @@ def diffusion_train_cmd(
     t0 = time.perf_counter()
     cache = LatentCache()
     try:
-        with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
-                      TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), console=err_console,
-                      disable=as_json) as progress:
-            task = progress.add_task("train", total=epochs, loss="")
+        with epoch_progress(epochs, lambda row: f"loss {row['loss']:.4f}", as_json) as on_epoch:
             report = model.fit(x, conditions, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                               cache=cache, progress=lambda e, row: progress.update(
-                                   task, completed=e, loss=f"loss {row['loss']:.4f}"))
+                               cache=cache, progress=on_epoch)
     finally:
         cache.close()
     model.cpu().save(output, vae_path=vae)
