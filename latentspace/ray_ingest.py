@@ -99,7 +99,10 @@ class _Embedder:
             items = list(chunk_items(items, *self.chunk, count_tokens=enc.count_tokens, max_tokens=enc.token_limit))
         items = [it for it in items if (it.text or "").strip()]
         n = len(items)
-        fresh = np.array([self.stored.get(it.id) != content_hash(it.text, it.metadata, None) for it in items], bool)
+        if self.stored:
+            fresh = np.array([self.stored.get(it.id) != content_hash(it.text, it.metadata, None) for it in items], bool)
+        else:  # nothing stored to compare with (records sent already filtered): no hashing here
+            fresh = np.ones(n, bool)
         truncated = np.zeros(n, bool)
         dim = enc.spec.dim
         vectors = np.zeros((n, dim), dtype=np.float32)

@@ -86,7 +86,7 @@ def test_text_conditioned_model_follows_unseen_wordings(vae, data, default_enc):
     prompts = [digits.caption(k, t) for k in range(10) for t in digits.HELD_OUT_TEMPLATES for _ in range(5)]
     want = np.arange(10).repeat(len(digits.HELD_OUT_TEMPLATES) * 5)
     acc = (read(model.sample_latents(prompts, guidance=3.0, steps=20).numpy()) == want).mean()
-    assert acc >= 0.7, acc  # wordings never seen in training (measured 0.85); chance is 0.1
+    assert acc >= 0.7, acc  # wordings never seen in training (measured 0.79); chance is 0.1
     # a path between two prompts: one noise, the condition moving; the ends are the two digits
     path = model.path_latents("a handwritten one", "a handwritten seven", frames=6, steps=20)
     ends = read(path.numpy())
