@@ -32,7 +32,7 @@ from .core.space import SpaceSpec
 from .embed import Encoder, default_encoder, encoder_from_config
 from .ingest import chunk_text
 from .storage.index import HnswParams
-from .collections.store import CollectionInfo, Store, open_store
+from .collections.store import CollectionInfo, Store, connect, open_store
 from .collections.copy import CopyReport, copy_collection
 
 
@@ -85,6 +85,7 @@ __all__ = [
     # store and collections
     "Store",
     "open_store",
+    "connect",
     "copy_collection",
     "CopyReport",
     "CollectionInfo",

@@ -10,7 +10,8 @@ EXPECTED = {
     "SpaceMismatchError", "NotFoundError", "AlreadyExistsError", "CorruptStoreError", "StoreFormatError",
     "StoreLockedError", "ModelLoadError", "EncodingError", "NotFittedError", "BackendUnavailableError", "AuthError",
     "NotSupportedError",
-    "TrainingDivergedError", "UpstreamError", "apps", "rag", "CLIPEncoder", "TruncationWarning", "chunk_text",
+    "TrainingDivergedError", "UpstreamError", "connect", "apps", "rag", "CLIPEncoder", "TruncationWarning",
+    "chunk_text",
     "hits_to_pandas", "hits_to_arrow", "finetune", "FinetuneResult", "pairs_from_labels", "copy_collection", "CopyReport",
 }
 

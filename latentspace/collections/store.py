@@ -62,6 +62,11 @@ class Store:
         self.close()
 
     @property
+    def backend(self) -> StoreBackend:
+        """The storage backend under this store (what ``latentspace serve`` serves)."""
+        return self._backend
+
+    @property
     def capabilities(self):
         """What the backend supports (see :class:`latentspace.storage.base.Capabilities`)."""
         return self._backend.capabilities
@@ -115,7 +120,7 @@ class Store:
         info, storage = self._backend.open_collection(name)
         if encoder is not None and info.spec.differences(encoder.spec):
             info.spec.require_same(encoder.spec, f"Opening collection {name!r} with {encoder!r}")
-        return Collection(self, storage, info, encoder)
+        return Collection(self, storage, info, encoder if encoder is not None else self._backend.encoder_for(info))
 
     def get_or_create_collection(self, name: str, **options: Any) -> Collection:
         try:
@@ -170,7 +175,9 @@ def open_store(uri: str | os.PathLike, **options: Any) -> Store:
     process's memory (exact search; gone when it ends); ``"milvus://host:19530"`` (also
     ``milvus://user:password@host:19530/db`` and ``milvus+https://``; options ``token``,
     ``db_name``, ``timeout``) or ``"milvus+lite:///folder"``, collections in Milvus
-    (``pip install 'latentspace[milvus]'``)."""
+    (``pip install 'latentspace[milvus]'``); ``"http://host:port"``, a store served by
+    ``latentspace serve`` (options ``api_key``, else ``$LATENTSPACE_API_KEY``, and
+    ``timeout``): see :func:`connect`."""
     if not isinstance(uri, (str, os.PathLike)):
         raise InvalidInputError(f"open_store takes a path or ':memory:'. Got {type(uri).__name__}.")
     if uri == MEMORY:
@@ -179,6 +186,13 @@ def open_store(uri: str | os.PathLike, **options: Any) -> Store:
         if options:
             raise InvalidInputError(f"The memory store takes no options; got {sorted(options)}.")
         return Store(MemoryStore())
+    if isinstance(uri, str) and uri.startswith(("http://", "https://")):
+        from ..storage.remote import RemoteStore
+
+        unknown = set(options) - {"api_key", "timeout"}
+        if unknown:
+            raise InvalidInputError(f"A remote store takes api_key and timeout; got {sorted(unknown)}.")
+        return Store(RemoteStore(uri, **options))
     if isinstance(uri, str) and uri.startswith(("milvus://", "milvus+http://", "milvus+https://", "milvus+lite://")):
         from ..storage.milvus import MilvusStore
 
@@ -189,4 +203,13 @@ def open_store(uri: str | os.PathLike, **options: Any) -> Store:
     return Store(EmbeddedStore(uri, **options))
 
 
-__all__ = ["Store", "CollectionInfo", "open_store"]
+def connect(url: str, api_key: str | None = None, *, timeout: float = 120.0) -> Store:
+    """The store served by ``latentspace serve`` at ``url``, with the same API as a local one:
+    ``ls.connect("http://localhost:8000", api_key="ls_...")``. The key defaults to
+    ``$LATENTSPACE_API_KEY``; text is embedded on the server by each collection's encoder."""
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise InvalidInputError(f"connect takes the server's URL (http://host:port); got {url!r}.")
+    return open_store(url, api_key=api_key, timeout=timeout)
+
+
+__all__ = ["Store", "CollectionInfo", "connect", "open_store"]

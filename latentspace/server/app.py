@@ -353,6 +353,9 @@ def create_app(settings: Settings | str):
         allow(entry, "write", name)
         return {"deleted": collection(name).delete(ids=body.ids, where=body.where)}
 
+    from .backend_routes import add_backend_routes
+
+    add_backend_routes(app, store, caller, allow, settings, errors)
     return app
 
 

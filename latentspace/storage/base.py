@@ -157,6 +157,11 @@ class StoreBackend(ABC):
     messages: list[str]  # what the store did on its own (index rebuilds), oldest first
     _lock: Any  # one thread at a time on the backend
 
+    def encoder_for(self, info: CollectionInfo) -> Any:
+        """The encoder a collection opened without one embeds with (None: rebuilt from its
+        stored config on first use). The remote backend answers with the server's encoder."""
+        return None
+
     @abstractmethod
     def create_collection(self, name: str, spec: SpaceSpec, encoder: dict[str, Any] | None, params: Any,
                           metadata: dict[str, Any]) -> None:

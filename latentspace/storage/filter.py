@@ -228,6 +228,20 @@ def _op(name: str, op: str, value: Any, path: str) -> Node:
     raise _err(path, f"unknown operator {op!r}")  # pragma: no cover - guarded by the callers
 
 
+def to_dict(node: Node | None) -> dict | None:
+    """The filter that parses to ``node`` (``parse(to_dict(n)) == n``): how a tree crosses a
+    wire (the remote backend sends it; the server parses it again)."""
+    if node is None:
+        return None
+    if isinstance(node, (And, Or)):
+        return {"$and" if isinstance(node, And) else "$or": [to_dict(c) for c in node.children]}
+    if isinstance(node, Not):
+        return {"$not": to_dict(node.child)}
+    if isinstance(node, DocContains):
+        return {"$contains": node.text}
+    return {node.name: {node.op: list(node.value) if node.op == "$in" else node.value}}
+
+
 # -- the reference semantics -------------------------------------------------------------
 _MISSING = object()
 

@@ -181,3 +181,15 @@ def test_filters_parse_once_into_a_tree_that_backends_compile():
     assert parse(None) is None and compile_sql(None) == ("1", [])
     with pytest.raises(ls.InvalidInputError, match=r"where\['year'\]\['\$gt'\]: \$gt takes a number or a string"):
         parse({"year": {"$gt": [1]}})
+
+
+def test_a_parsed_filter_crosses_a_wire_unchanged():
+    """``to_dict`` gives back a filter that parses to the same tree (the remote backend sends it)."""
+    import json
+
+    from latentspace.storage.filter import to_dict
+
+    for where in FILTERS + [{"k": {"$in": ["a\"b", 1, None, True]}}, {"x": {"$exists": False}}]:
+        tree = parse(where)
+        assert parse(json.loads(json.dumps(to_dict(tree)))) == tree, where
+    assert to_dict(None) is None

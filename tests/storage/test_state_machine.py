@@ -193,3 +193,41 @@ MilvusMachine.TestCase.settings = settings(
     max_examples=12, stateful_step_count=30, deadline=None, suppress_health_check=list(HealthCheck)
 )
 TestMilvusMachine = MilvusMachine.TestCase
+
+
+class RemoteMachine(CollectionMachine):
+    """The same rules through ``ls.connect`` to a real server (in a thread) on an embedded
+    store; a restart stops the server and starts a new one on the same folder."""
+
+    @initialize()
+    def setup(self):
+        from ..live_server import serve_in_thread
+
+        self.dir = tempfile.mkdtemp()
+        self.URI = serve_in_thread(f"{self.dir}/s")
+        self.store = ls.connect(self.URI)
+        self.col = self.store.create_collection("c", space=SPEC)
+        self.model = {}
+
+    @rule()
+    def reopen(self):
+        from ..live_server import serve_in_thread, stop_all
+
+        self.store.close()
+        stop_all(wait=True)
+        self.URI = serve_in_thread(f"{self.dir}/s")
+        self.store = ls.connect(self.URI)
+        self.col = self.store.get_collection("c")
+
+    def teardown(self):
+        from ..live_server import stop_all
+
+        self.store.close()
+        stop_all(wait=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+RemoteMachine.TestCase.settings = settings(
+    max_examples=5, stateful_step_count=25, deadline=None, suppress_health_check=list(HealthCheck)
+)
+TestRemoteMachine = RemoteMachine.TestCase
