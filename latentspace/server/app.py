@@ -354,7 +354,9 @@ def create_app(settings: Settings | str):
         return {"deleted": collection(name).delete(ids=body.ids, where=body.where)}
 
     from .backend_routes import add_backend_routes
+    from .routes_apps import add_app_routes
 
+    add_app_routes(app, store, caller, allow, settings, errors, collection)
     add_backend_routes(app, store, caller, allow, settings, errors)
     return app
 

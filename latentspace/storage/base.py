@@ -145,6 +145,11 @@ class CollectionBackend(ABC):
     def flush(self) -> None:
         """Persist whatever is derived and behind (indexes), so the next open is fast."""
 
+    def change_seq(self) -> int | None:
+        """A number that grows with every write to this collection (None: the backend cannot
+        say). What derived views (the explorer's maps) are cached by."""
+        return None
+
 
 class StoreBackend(ABC):
     """Where collections live: the catalog, atomic name swaps for migration, history.

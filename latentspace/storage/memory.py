@@ -46,6 +46,7 @@ class MemoryCollection(CollectionBackend):
         self.store, self.name, self.spec = store, name, spec
         self._rows: dict[str, Row] = {}
         self._matrix: tuple[list[str], np.ndarray] | None = None  # (ids, vectors), rebuilt after writes
+        self._seq = 0  # writes so far
 
     # -- size and content ------------------------------------------------------------------
     def _check(self) -> None:
@@ -95,6 +96,7 @@ class MemoryCollection(CollectionBackend):
                 self._rows[i] = Row(i, documents[n], _frozen(metadatas[n]), np.array(vectors[n], dtype=np.float32),
                                     hashes[n])
             self._matrix = None
+            self._seq += 1
             return len(ids) - len(old), len(old)
 
     def delete(self, ids: list[str] | None, where: Node | None) -> int:
@@ -107,6 +109,7 @@ class MemoryCollection(CollectionBackend):
                 del self._rows[i]
             if gone:
                 self._matrix = None
+                self._seq += 1
             return len(gone)
 
     # -- reads ----------------------------------------------------------------------------
@@ -200,6 +203,9 @@ class MemoryCollection(CollectionBackend):
 
     def flush(self) -> None:
         """Nothing to persist."""
+
+    def change_seq(self) -> int | None:
+        return self._seq
 
 
 class MemoryStore(StoreBackend):

@@ -82,6 +82,9 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
     def _q(self, sql: str, params: Any = ()) -> list:
         return read_all(self.conn, sql, params, self.store.path, self.store.lock_timeout)
 
+    def change_seq(self) -> int | None:
+        return self.last_seq()
+
     def last_seq(self) -> int:
         return self._q("SELECT COALESCE(MAX(seq), 0) FROM changes WHERE collection_id = ?", (self.cid,))[0][0]
 
