@@ -85,6 +85,9 @@ def serve_cmd(
     workers: int = typer.Option(1, help="Worker processes (the embedded store takes several readers and one "
                                 "writer at a time)."),
     keys_file: Optional[Path] = typer.Option(None, "--keys", help="The keys file (default: STORE/keys.json)."),
+    latent: Optional[list[str]] = typer.Option(None, "--latent", help="A saved latent model for the explorer: "
+                                               "DIR, or DIR:DATA.npz (arrays x, optional y) to map the data's "
+                                               "latents. Repeatable."),
 ) -> None:
     """Serve a store over HTTP (REST under /v1, OpenAPI at /docs). Refuses a non-loopback
     address without API keys."""
@@ -92,7 +95,15 @@ def serve_cmd(
     from ..server.keys import KeyStore
 
     _require_fastapi()
-    settings = Settings(store=store, keys=str(keys_file) if keys_file else None)
+    models = {}
+    for source in latent or []:
+        folder, _, data = source.partition(":")
+        if not Path(folder, "config.json").is_file():
+            raise InvalidInputError(f"--latent {source}: {folder} is not a saved latent model (no config.json).")
+        if data and not Path(data).is_file():
+            raise InvalidInputError(f"--latent {source}: no file {data}.")
+        models[Path(folder).name] = source
+    settings = Settings(store=store, keys=str(keys_file) if keys_file else None, latent=models)
     path = settings.keys_path()
     has_keys = path is not None and KeyStore(path).active()
     if host not in LOOPBACK and not has_keys:
@@ -106,5 +117,9 @@ def serve_cmd(
     os.environ["LATENTSPACE_SERVE_STORE"] = store
     if keys_file:
         os.environ["LATENTSPACE_SERVE_KEYS"] = str(keys_file)
+    if models:
+        import json
+
+        os.environ["LATENTSPACE_SERVE_LATENT"] = json.dumps(models)
     uvicorn.run("latentspace.server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="warning")

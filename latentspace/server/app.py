@@ -39,6 +39,8 @@ class Settings:
     max_queries: int = MAX_QUERIES
     max_body_bytes: int = MAX_BODY_BYTES
     store_options: dict[str, Any] = field(default_factory=dict)
+    #: latent models the explorer shows: name -> "folder" or "folder:data.npz"
+    latent: dict[str, str] = field(default_factory=dict)
 
     def keys_path(self) -> Path | None:
         if self.keys:
@@ -358,6 +360,22 @@ def create_app(settings: Settings | str):
 
     add_app_routes(app, store, caller, allow, settings, errors, collection)
     add_backend_routes(app, store, caller, allow, settings, errors)
+
+    from .routes_latent import LatentMaps, add_latent_routes
+
+    add_latent_routes(app, LatentMaps(settings.latent), caller, allow, errors)
+
+    # -- the web explorer: static files, no build step ---------------------------------------------
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    static = Path(__file__).parent / "static"
+
+    @app.get("/", include_in_schema=False)
+    def explorer():
+        return FileResponse(static / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=static), name="static")
     return app
 
 
@@ -366,8 +384,11 @@ def app_from_env():
     environment the command set)."""
     import os
 
+    import json
+
     return create_app(Settings(store=os.environ["LATENTSPACE_SERVE_STORE"],
-                               keys=os.environ.get("LATENTSPACE_SERVE_KEYS") or None))
+                               keys=os.environ.get("LATENTSPACE_SERVE_KEYS") or None,
+                               latent=json.loads(os.environ.get("LATENTSPACE_SERVE_LATENT") or "{}")))
 
 
 class _Forbidden(AuthError):
