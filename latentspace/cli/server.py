@@ -78,12 +78,24 @@ def keys_revoke(
     console.print(f"Revoked {key_id}.")
 
 
+def default_workers() -> int:
+    """One worker per core the process may use, at most 4: bench/server.py measured 1.4x the
+    requests/s of one worker with two on two cores (bench/RESULTS.md); past a few workers
+    the copies of the index and models cost more memory than the cores give."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 4))
+
+
 def serve_cmd(
     store: str = typer.Argument(..., help="The store to serve: a folder or a URI."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000),
-    workers: int = typer.Option(1, help="Worker processes (the embedded store takes several readers and one "
-                                "writer at a time)."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes. Default: one per CPU core, at most 4 "
+                                          "(a worker serves on one core; each holds its own copy of the index and "
+                                          "of any model it loads). The embedded store takes any number of reader "
+                                          "processes and one writer at a time."),
     keys_file: Optional[Path] = typer.Option(None, "--keys", help="The keys file (default: STORE/keys.json)."),
     latent: Optional[list[str]] = typer.Option(None, "--latent", help="A saved latent model for the explorer: "
                                                "DIR, or DIR:DATA.npz (arrays x, optional y) to map the data's "
@@ -121,5 +133,9 @@ def serve_cmd(
         import json
 
         os.environ["LATENTSPACE_SERVE_LATENT"] = json.dumps(models)
+    if workers is None:
+        workers = default_workers()
+    if workers < 1:
+        raise InvalidInputError(f"--workers must be at least 1; got {workers}.")
     uvicorn.run("latentspace.server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="warning")

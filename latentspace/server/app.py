@@ -11,6 +11,7 @@ other than the collection's is refused with 409 and the differing fields.
 
 # no "from __future__ import annotations": FastAPI reads the routes' annotations at run time
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,16 +150,28 @@ def create_app(settings: Settings | str):
         return JSONResponse({"error": "InternalError", "message": "Internal error; the server's log has the details."},
                             status_code=500)
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > settings.max_body_bytes:
-            return JSONResponse({"error": "InvalidInputError", "message": f"The request body is {int(size):,} bytes; "
-                                 f"this server takes at most {settings.max_body_bytes:,}."}, status_code=413)
-        return await call_next(request)
+    class LimitBody:
+        """Refuse a body larger than the limit (by its Content-Length) before reading it: a
+        plain ASGI middleware (Starlette's BaseHTTPMiddleware costs a task per request)."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] == "http":
+                for k, v in scope["headers"]:
+                    if k == b"content-length" and v.isdigit() and int(v) > settings.max_body_bytes:
+                        resp = JSONResponse({"error": "InvalidInputError", "message": f"The request body is "
+                                             f"{int(v):,} bytes; this server takes at most "
+                                             f"{settings.max_body_bytes:,}."}, status_code=413)
+                        await resp(scope, receive, send)
+                        return
+            await self.inner(scope, receive, send)
+
+    app.add_middleware(LimitBody)
 
     # -- auth ---------------------------------------------------------------------------------
-    def caller(request: Request):
+    async def caller(request: Request):
         if keys is None or not (settings.require_keys or (settings.require_keys is None and keys.configured())):
             if settings.require_keys:
                 raise AuthError("This server requires API keys but has no keys file.")
@@ -225,14 +238,6 @@ def create_app(settings: Settings | str):
         ids: list[str] | None = None
         where: dict | None = None
 
-    def space_of(spec: dict | None, vectors: bool) -> SpaceSpec | None:
-        if spec is None:
-            if vectors:
-                raise InvalidInputError("Vectors sent to the server must name their space: add \"space\" (the "
-                                        "SpaceSpec of the model that made them; GET the collection for its own).")
-            return None
-        return SpaceSpec.from_dict(spec)
-
     def check_k(k: int) -> None:
         if not 1 <= k <= settings.max_k:
             raise InvalidInputError(f"k must be in [1, {settings.max_k}] on this server; got {k}.")
@@ -298,26 +303,61 @@ def create_app(settings: Settings | str):
         encoders.pop(name, None)
         return {"dropped": name}
 
+    spaces: dict[str, SpaceSpec] = {}  # parsed request spaces by their JSON (a client repeats one)
+
+    def space_of(spec: dict | None, vectors: bool) -> SpaceSpec | None:
+        if spec is None:
+            if vectors:
+                raise InvalidInputError("Vectors sent to the server must name their space: add \"space\" (the "
+                                        "SpaceSpec of the model that made them; GET the collection for its own).")
+            return None
+        key = json.dumps(spec, sort_keys=True, default=str)
+        parsed = spaces.get(key)
+        if parsed is None:
+            parsed = SpaceSpec.from_dict(spec)
+            if len(spaces) > 256:
+                spaces.clear()
+            spaces[key] = parsed
+        return parsed
+
+    async def run(fn, inline: bool):
+        """Vector work runs on the event loop (a search is far cheaper than a thread hop);
+        embedding text (milliseconds, a model load the first time) runs in the thread pool."""
+        if inline:
+            return fn()
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(fn)
+
     @app.post("/v1/collections/{name}/search", tags=["search"], responses=errors)
-    def search(name: str, body: SearchBody, entry=Depends(caller)) -> list[dict]:
+    async def search(name: str, body: SearchBody, entry=Depends(caller)) -> list[dict]:
         allow(entry, "read", name)
         check_k(body.k)
-        col = collection(name, embeds=body.query is not None and body.mode != "keyword")
-        space = space_of(body.space, body.vector is not None)
-        hits = col.search(body.query, vector=body.vector, space=space, **body.options())
-        return [h.to_dict() for h in hits]
+        embeds = body.query is not None and body.mode != "keyword"
+
+        def work():
+            col = collection(name, embeds=embeds)
+            space = space_of(body.space, body.vector is not None)
+            return [h.to_dict() for h in col.search(body.query, vector=body.vector, space=space, **body.options())]
+
+        return JSONResponse(await run(work, inline=not embeds))
 
     @app.post("/v1/collections/{name}/search_batch", tags=["search"], responses=errors)
-    def search_batch(name: str, body: BatchBody, entry=Depends(caller)) -> list[list[dict]]:
+    async def search_batch(name: str, body: BatchBody, entry=Depends(caller)) -> list[list[dict]]:
         allow(entry, "read", name)
         check_k(body.k)
         n = len(body.queries or body.vectors or [])
         if n > settings.max_queries:
             raise InvalidInputError(f"A batch holds at most {settings.max_queries} queries on this server; got {n}.")
-        col = collection(name, embeds=body.queries is not None and body.mode != "keyword")
-        space = space_of(body.space, body.vectors is not None)
-        out = col.search_batch(body.queries, vectors=body.vectors, space=space, **body.options())
-        return [[h.to_dict() for h in hits] for hits in out]
+        embeds = body.queries is not None and body.mode != "keyword"
+
+        def work():
+            col = collection(name, embeds=embeds)
+            space = space_of(body.space, body.vectors is not None)
+            out = col.search_batch(body.queries, vectors=body.vectors, space=space, **body.options())
+            return [[h.to_dict() for h in hits] for hits in out]
+
+        return JSONResponse(await run(work, inline=not embeds))
 
     def write(name: str, body: WriteBody, entry, replace: bool) -> dict:
         allow(entry, "write", name)

@@ -299,7 +299,7 @@ def add_backend_routes(app, store, caller, allow, settings, errors) -> None:
 
     # -- search -----------------------------------------------------------------------------------
     @app.post("/v1/backend/collections/{name}/search", tags=["backend"], responses=errors)
-    def search(name: str, body: SearchBody, entry=Depends(caller)) -> dict:
+    async def search(name: str, body: SearchBody, entry=Depends(caller)) -> dict:
         _, c = col(name, entry, "read")
         check_k(body.k)
         same_space(c, body.space, "A search")

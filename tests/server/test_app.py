@@ -220,15 +220,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(store_dir, port):
+def _start_server(store_dir, port, workers: int = 1):
     import subprocess
     import sys
     import time
 
     import httpx
 
-    proc = subprocess.Popen([sys.executable, "-m", "latentspace.cli.app", "serve", str(store_dir), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "latentspace.cli.app", "serve", str(store_dir), "--port", str(port),
+                             "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(600):
         try:
             httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1)
@@ -304,6 +304,72 @@ def test_sigkill_during_writes_loses_no_acknowledged_write(store_dir):
             for s in range(0, len(want), 500):
                 got |= {r["id"] for r in c.post("/v1/collections/docs/get", json={"ids": want[s:s + 500]}).json()}
             assert got == set(want)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_bounded_soak_of_readers_and_a_writer_on_two_workers(store_dir):
+    """Two worker processes on one store; readers search and read back while a writer adds
+    batches, for a set time (6 s; 30 s with LATENTSPACE_SLOW=1): no 5xx, no transport
+    error, every acknowledged write readable afterwards, and each reader's searches see the
+    collection grow, never shrink."""
+    import os
+    import threading
+    import time
+
+    import httpx
+
+    seconds = 30 if os.environ.get("LATENTSPACE_SLOW") else 6
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start_server(store_dir, port, workers=2)
+    acked: list[str] = []
+    problems: list[str] = []
+    counts: list[list[int]] = [[], []]
+    stop = time.monotonic() + seconds
+
+    def writer() -> None:
+        with httpx.Client(base_url=url, timeout=30) as c:
+            b = 0
+            while time.monotonic() < stop:
+                ids = [f"soak-{b}-{i}" for i in range(10)]
+                r = c.post("/v1/collections/docs/add", json={"ids": ids, "vectors": unit(10, seed=1000 + b),
+                                                              "space": SPEC.to_dict()})
+                if r.status_code == 200:
+                    acked.extend(ids)
+                else:
+                    problems.append(f"write {r.status_code}: {r.text[:200]}")
+                b += 1
+
+    def reader(n: int) -> None:
+        with httpx.Client(base_url=url, timeout=30) as c:
+            while time.monotonic() < stop:
+                r = c.post("/v1/collections/docs/search", json={"vector": unit(1, seed=n)[0], "space": SPEC.to_dict(),
+                                                               "k": 5})
+                if r.status_code != 200 or len(r.json()) != 5:
+                    problems.append(f"search {r.status_code}: {r.text[:200]}")
+                r = c.get("/v1/collections/docs")
+                if r.status_code != 200:
+                    problems.append(f"info {r.status_code}")
+                else:
+                    counts[n].append(r.json()["count"])
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader, args=(n,)) for n in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=seconds + 60)
+        assert problems == [] and len(acked) >= 100
+        with httpx.Client(base_url=url, timeout=30) as c:
+            stored = set()
+            for s in range(0, len(acked), 1000):
+                got = c.post("/v1/collections/docs/get", json={"ids": acked[s:s + 1000]}).json()
+                stored |= {r["id"] for r in got}
+        assert stored == set(acked)
+        for seen in counts:  # a reader never sees the collection shrink, whichever worker answers
+            assert seen and all(a <= b for a, b in zip(seen, seen[1:]))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
