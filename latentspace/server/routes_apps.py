@@ -24,6 +24,9 @@ from ..core.validation import check_name
 
 #: projections kept per worker (each ~ max_points * 2 floats plus ids)
 CACHE_ENTRIES = 16
+#: points on a map by default: PCA draws 100,000 (the explorer's WebGL draws them all); UMAP
+#: samples 20,000 (seeded UMAP runs on one thread: minutes beyond that)
+MAP_POINTS = {"pca": 100_000, "umap": 20_000}
 
 
 class Jobs:
@@ -132,8 +135,9 @@ def add_app_routes(app, store, caller, allow, settings, errors, collection) -> N
     class ProjectBody(Strict):
         method: Literal["pca", "umap"] = "pca"
         seed: int = Field(0, ge=0, le=2**31 - 1)
-        max_points: int = Field(20_000, ge=3, le=200_000)
+        max_points: int | None = Field(None, ge=3, le=200_000, description=f"default: {MAP_POINTS}")
         color_by: str | None = None
+        documents: bool = Field(False, description="each point's document (its first 300 characters)")
 
     class PlaceBody(ProjectBody):
         query: str | None = None
@@ -305,14 +309,15 @@ def add_app_routes(app, store, caller, allow, settings, errors, collection) -> N
         """The cached map of ``name``: ids, 2-D points, the fitted model (to place queries)."""
         col = collection(name)
         seq = col._storage.change_seq()
-        key = (name, col.spec.fingerprint, seq, body.method, body.seed, body.max_points)
+        max_points = body.max_points or MAP_POINTS[body.method]
+        key = (name, col.spec.fingerprint, seq, body.method, body.seed, max_points)
         with proj_lock:
             hit = projections.get(key) if seq is not None else None
         if hit is not None:
             return hit
         from ..analysis.vectors import collection_records
 
-        recs, total = collection_records(col, body.max_points, body.seed)
+        recs, total = collection_records(col, max_points, body.seed)
         if len(recs) < 3:
             raise InvalidInputError(f"Collection {name!r} has {len(recs)} records; a map needs at least 3.")
         x = np.stack([r.vector for r in recs]).astype(np.float32)
@@ -339,7 +344,7 @@ def add_app_routes(app, store, caller, allow, settings, errors, collection) -> N
                       for m in p["metadatas"]]
         c = p["coords"]
         return {"ids": p["ids"], "x": c[:, 0].round(5).tolist(), "y": c[:, 1].round(5).tolist(),
-                "documents": p["documents"], "labels": labels, "fields": _fields(p["metadatas"]),
+                "documents": p["documents"] if body.documents else None, "labels": labels, "fields": _fields(p["metadatas"]),
                 "total": p["total"], "sampled": p["total"] > len(p["ids"]), "method": p["method"], "seed": p["seed"],
                 "change_seq": p["change_seq"], "fingerprint": p["fingerprint"], "seconds": p["seconds"]}
 

@@ -311,7 +311,7 @@ def test_sigkill_during_writes_loses_no_acknowledged_write(store_dir):
 
 def test_a_bounded_soak_of_readers_and_a_writer_on_two_workers(store_dir):
     """Two worker processes on one store; readers search and read back while a writer adds
-    batches, for a set time (6 s; 30 s with LATENTSPACE_SLOW=1): no 5xx, no transport
+    batches, for a set time (4 s; 30 s with LATENTSPACE_SLOW=1): no 5xx, no transport
     error, every acknowledged write readable afterwards, and each reader's searches see the
     collection grow, never shrink."""
     import os
@@ -320,7 +320,7 @@ def test_a_bounded_soak_of_readers_and_a_writer_on_two_workers(store_dir):
 
     import httpx
 
-    seconds = 30 if os.environ.get("LATENTSPACE_SLOW") else 6
+    seconds = 30 if os.environ.get("LATENTSPACE_SLOW") else 4
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     proc = _start_server(store_dir, port, workers=2)
@@ -361,7 +361,7 @@ def test_a_bounded_soak_of_readers_and_a_writer_on_two_workers(store_dir):
             t.start()
         for t in threads:
             t.join(timeout=seconds + 60)
-        assert problems == [] and len(acked) >= 100
+        assert problems == [] and len(acked) >= 50
         with httpx.Client(base_url=url, timeout=30) as c:
             stored = set()
             for s in range(0, len(acked), 1000):

@@ -90,11 +90,15 @@ def test_the_map_draws_a_query_lands_and_a_click_lists_neighbours(site):
     assert shown == [h.id for h in col.search("log a message at warning level", k=10)]
     assert painted(page, "#panelA canvas.overlay", (217, 72, 15)) > 30
     assert "map recall" in page.text_content("#distortion")
-    # a click on a point: its true neighbours in the original space (not on the map)
+    # hovering a point shows its document (fetched when first hovered)
     i = 17
     x, y = page.evaluate(f"explorerState.maps.A.pointOnScreen({i})")
     box = page.locator("#panelA .stage").bounding_box()
     pid = page.evaluate(f"explorerState.maps.A.ids[{i}]")
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    doc = col.get(ids=[pid])[0].document
+    page.wait_for_function(f"document.getElementById('tooltip').textContent.includes({doc[:40]!r})", timeout=10000)
+    # a click on a point: its true neighbours in the original space (not on the map)
     page.mouse.click(box["x"] + x, box["y"] + y)
     page.wait_for_function(f"document.getElementById('resultsTitle').textContent.startsWith('Nearest to {pid}')",
                            timeout=30000)
@@ -127,6 +131,9 @@ def test_two_spaces_side_by_side_share_a_selection_and_the_url_reopens_it(site):
     right = page.evaluate("[...explorerState.maps.B.highlight].map(i => explorerState.maps.B.ids[i]).sort()")
     assert right == sorted(selected)
     assert page.text_content("#selCount") == f"({len(selected)})"
+    with page.expect_download() as dl:  # the selection exports as a list of ids
+        page.click("#exportSel")
+    assert sorted(open(dl.value.path()).read().split()) == sorted(selected)
     link = page.evaluate("location.href")
     again = open_page(browser, link, errors)
     again.wait_for_function("document.querySelector('#panelB .note').textContent.includes('agreement')",

@@ -228,6 +228,6 @@ class RemoteMachine(CollectionMachine):
 
 
 RemoteMachine.TestCase.settings = settings(
-    max_examples=5, stateful_step_count=25, deadline=None, suppress_health_check=list(HealthCheck)
+    max_examples=3, stateful_step_count=25, deadline=None, suppress_health_check=list(HealthCheck)
 )
 TestRemoteMachine = RemoteMachine.TestCase

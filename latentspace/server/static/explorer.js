@@ -420,7 +420,7 @@ async function loadMap(key, name) {
   const body = { method: state.method, seed: state.seed };
   if (state.color && !state.color.startsWith("__")) body.color_by = state.color;
   const p = await api("POST", `/v1/collections/${encodeURIComponent(name)}/project`, body);
-  data[key] = { name, ids: p.ids, docs: p.documents, meta: p.labels, fields: p.fields, labels: null,
+  data[key] = { name, ids: p.ids, docs: null, meta: p.labels, fields: p.fields, labels: null,
     agreement: data[key] && data[key].name === name ? data[key].agreement : null };
   maps[key].setPoints(p.x, p.y, p.ids);
   maps[key].overlay = {};
@@ -532,10 +532,26 @@ function hover(map, i, e) {
   const key = map === maps.A ? "A" : "B", d = data[key];
   if (!d) return;
   const extra = d.meta && state.color ? ` · ${esc(state.color)}: ${esc(String(d.meta[i]))}` : (d.labels ? ` · ${esc(String(d.labels[i]))}` : "");
-  tip.innerHTML = `<b>${esc(d.ids[i])}</b>${extra}<br>${esc((d.docs ? d.docs[i] : "").slice(0, 220))}`;
+  const id = d.ids[i];
+  const doc = d.docs ? d.docs[i] : documentOf(d.name, id, () => hover(map, i, e));
+  tip.innerHTML = `<b>${esc(id)}</b>${extra}<br>${esc((doc || "").slice(0, 220))}`;
+  tip.dataset.id = id;
   tip.style.left = Math.min(e.clientX + 14, window.innerWidth - 380) + "px";
   tip.style.top = e.clientY + 14 + "px";
   tip.classList.remove("hidden");
+}
+
+// documents are fetched when a point is first hovered (a map of 100,000 points does not carry them)
+const documents = new Map();
+function documentOf(name, id, redraw) {
+  const key = name + "\u0000" + id;
+  if (documents.has(key)) return documents.get(key);
+  documents.set(key, "…");
+  api("POST", `/v1/collections/${encodeURIComponent(name)}/get`, { ids: [id] }).then((r) => {
+    documents.set(key, r.length ? r[0].document || "(no document)" : "(deleted)");
+    if ($("tooltip").dataset.id === id && !$("tooltip").classList.contains("hidden")) redraw();
+  }).catch(() => documents.delete(key));
+  return "…";
 }
 
 async function clusters() {
