@@ -97,7 +97,11 @@ def test_the_map_draws_a_query_lands_and_a_click_lists_neighbours(site):
     pid = page.evaluate(f"explorerState.maps.A.ids[{i}]")
     page.mouse.move(box["x"] + x, box["y"] + y)
     doc = col.get(ids=[pid])[0].document
-    page.wait_for_function(f"document.getElementById('tooltip').textContent.includes({doc[:40]!r})", timeout=10000)
+    try:
+        page.wait_for_function(f"document.getElementById('tooltip').textContent.includes({doc[:40]!r})",
+                               timeout=10000)
+    except Exception:
+        raise AssertionError(page.evaluate("[document.getElementById('tooltip').outerHTML]")[0] + " / " + doc[:40])
     # a click on a point: its true neighbours in the original space (not on the map)
     page.mouse.click(box["x"] + x, box["y"] + y)
     page.wait_for_function(f"document.getElementById('resultsTitle').textContent.startsWith('Nearest to {pid}')",

@@ -288,9 +288,10 @@ class PointMap {
     });
     window.addEventListener("mousemove", (e) => {
       const [x, y] = pos(e);
-      if (!drag) {
-        const inside = x >= 0 && y >= 0 && x <= st.clientWidth && y <= st.clientHeight;
-        this.hooks.hover(this, inside ? this.nearest(x, y) : -1, e);
+      if (!drag) {  // every map listens on the window: only the one under the pointer answers
+        const inside = st.clientWidth > 0 && x >= 0 && y >= 0 && x <= st.clientWidth && y <= st.clientHeight;
+        if (inside || this.hovering) this.hooks.hover(this, inside ? this.nearest(x, y) : -1, e);
+        this.hovering = inside;
         return;
       }
       if (Math.abs(x - drag.x) + Math.abs(y - drag.y) > 3) drag.moved = true;
