@@ -15,7 +15,8 @@ async function api(method, path, body) {
   const headers = { "Content-Type": "application/json" };
   const key = sessionStorage.getItem("ls-key");
   if (key) headers.Authorization = "Bearer " + key;
-  const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  // relative to the page, so that the explorer also works under a reverse proxy's prefix
+  const resp = await fetch(path.replace(/^\//, ""), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const data = await resp.json().catch(() => ({ error: "HTTPError", message: resp.statusText }));
   if (!resp.ok) {
     const err = new Error(`${data.error}: ${data.message}`);
