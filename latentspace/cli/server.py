@@ -79,9 +79,9 @@ def keys_revoke(
 
 
 def default_workers() -> int:
-    """One worker per core the process may use, at most 4: bench/server.py measured 1.4x the
-    requests/s of one worker with two on two cores (bench/RESULTS.md); past a few workers
-    the copies of the index and models cost more memory than the cores give."""
+    """One worker per core the process may use, at most 4: bench/server.py measured 1.6-1.8x
+    the requests/s of one worker with two on two cores at 8 and 32 clients (bench/RESULTS.md);
+    past a few workers the copies of the index and models cost more memory than cores give."""
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -63,6 +63,8 @@ def painted(page, selector: str, rgb: tuple[int, int, int] | None = None) -> int
     """Pixels of a canvas that are not white (or, with ``rgb``, near that colour)."""
     return page.evaluate("""([sel, rgb]) => {
         const src = document.querySelector(sel), c = document.createElement('canvas');
+        const map = [explorerState.maps.A, explorerState.maps.B].find(m => m.canvas === src || m.over === src);
+        map.draw();  // read in the task that drew (the WebGL buffer is not preserved between frames)
         c.width = src.width; c.height = src.height;
         const ctx = c.getContext('2d'); ctx.drawImage(src, 0, 0);
         const d = ctx.getImageData(0, 0, c.width, c.height).data; let n = 0;

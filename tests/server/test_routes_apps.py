@@ -133,3 +133,36 @@ def test_two_spaces_compared_record_by_record(served, tmp_path, tiny_bert_other)
     cmp = ok(c.post("/v1/collections/t/compare", json={"other": "o", "k": 3}))
     assert 0 <= cmp["mean"] < 1
     assert c.post("/v1/collections/t/compare", json={"other": "missing"}).status_code == 404
+
+
+def test_latent_maps_and_paths(tmp_path, digits):
+    """A latent model's map (its data's latents, or the prior's) and a decoded path."""
+    from latentspace.latent import LatentConfig, LatentModel, save_model, train
+    from latentspace.server.routes_latent import png_data_uri
+
+    x, y = digits
+    vae = LatentModel(LatentConfig(name="vae", input_shape=(64,), latent_dim=4, hidden=(32,)), seed=0)
+    train(vae, x[:200], epochs=2, seed=0)
+    save_model(vae, tmp_path / "vae")
+    np.savez(tmp_path / "d.npz", x=x[:200], y=y[:200])
+    ls.open_store(tmp_path / "s").close()
+    latent = {"vae": f"{tmp_path / 'vae'}:{tmp_path / 'd.npz'}", "prior": str(tmp_path / "vae")}
+    c = TestClient(create_app(Settings(store=str(tmp_path / "s"), latent=latent)), raise_server_exceptions=False)
+    assert ok(c.get("/v1/latent")) == ["prior", "vae"]
+    m = ok(c.post("/v1/latent/vae/map", json={}))
+    assert len(m["x"]) == 200 and sorted(set(m["labels"])) == sorted(set(y[:200].tolist()))
+    z = vae.latents(x[:200])
+    pick = np.random.default_rng(0).permutation(200)
+    np.testing.assert_allclose(np.var(m["x"]) + np.var(m["y"]),  # PCA keeps the latents' top two variances
+                               np.sort(np.linalg.eigvalsh(np.cov(z[pick].T, bias=True)))[-2:].sum(), rtol=1e-3)
+    assert ok(c.post("/v1/latent/prior/map", json={}))["labels"] is None
+    p = ok(c.post("/v1/latent/vae/path", json={"a": 0, "b": 5, "steps": 7, "method": "lerp"}))
+    assert len(p["images"]) == 7 and len(p["x"]) == 7
+    assert p["x"][0] == pytest.approx(m["x"][0], abs=1e-3) and p["x"][-1] == pytest.approx(m["x"][5], abs=1e-3)
+    assert c.post("/v1/latent/vae/path", json={"a": 0, "b": 999}).status_code == 422
+    assert c.post("/v1/latent/nope/map", json={}).status_code == 404
+    uri = png_data_uri(np.eye(3), scale=1)  # a real PNG: signature, IHDR of 3 x 3 grey
+    import base64
+
+    raw = base64.b64decode(uri.split(",")[1])
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[16:24] == (3).to_bytes(4, "big") * 2
