@@ -165,6 +165,11 @@ class Store:
         """Delete the retired spaces of ``name`` (no rollback past this). Returns how many."""
         return self._backend.drop_retired(name)
 
+    def retired_spaces(self, name: str) -> list[CollectionInfo]:
+        """The spaces ``name`` had before its switches, still kept, oldest first (open one with
+        ``get_collection(info.name)`` to read or compare it)."""
+        return [self._backend.open_collection(n)[0] for n in self._backend.retired_names(name)]
+
 
 MEMORY = ":memory:"
 

@@ -200,6 +200,10 @@ def create_app(settings: Settings | str):
         return keys.check(key)
 
     def allow(entry, scope: str, collection: str | None = None) -> None:
+        if collection is not None and collection.startswith("~"):  # a retired space counts as its collection
+            from .backend_routes import base_name
+
+            collection = base_name(collection)
         if entry is not None and not entry.allows(scope, collection):
             what = f"collection {collection!r}" if collection else "the whole store"
             raise _Forbidden(f"This key (scope {entry.scope}"
@@ -266,9 +270,9 @@ def create_app(settings: Settings | str):
     def collection(name: str, embeds: bool = False):
         """The collection; with ``embeds`` its encoder too, loaded once and kept for later requests."""
         from ..core.errors import SpaceMismatchError
-        from ..core.validation import check_name
+        from .backend_routes import base_name
 
-        check_name(name)
+        base_name(name)  # a collection's name, or the store's name of one of its retired spaces
         encoder = encoders.get(name)
         if encoder is None:
             col = store.get_collection(name)

@@ -229,6 +229,11 @@ def add_backend_routes(app, store, caller, allow, settings, errors) -> None:
         backend.rollback_collection(name)
         return {"rolled_back": name}
 
+    @app.get("/v1/backend/collections/{name}/retired", tags=["backend"], responses=errors)
+    def retired(name: str, entry=Depends(caller)) -> list[str]:
+        allow(entry, "read", check_name(name))
+        return backend.retired_names(name)
+
     @app.post("/v1/backend/collections/{name}/drop_retired", tags=["backend"], responses=errors)
     def drop_retired(name: str, entry=Depends(caller)) -> dict:
         allow(entry, "admin", check_name(name))

@@ -164,6 +164,15 @@ def add_app_routes(app, store, caller, allow, settings, errors, collection) -> N
         collection(name)
         return store.collection_history(name)
 
+    @app.get("/v1/collections/{name}/spaces", tags=["migration"], responses=errors)
+    def spaces(name: str, entry=Depends(caller)) -> list[dict]:
+        """The collection's current space and the earlier ones it keeps (each readable, and
+        comparable, under its store name ``~name~retired~...``), newest first."""
+        allow(entry, "read", check_name(name))
+        current = collection(name).info().to_dict()
+        return [{**current, "current": True}] + [{**i.to_dict(), "current": False}
+                                                 for i in reversed(store.retired_spaces(name))]
+
     @app.post("/v1/collections/{name}/rollback", tags=["migration"], responses=errors)
     def rollback(name: str, entry=Depends(caller)) -> dict:
         allow(entry, "admin", check_name(name))

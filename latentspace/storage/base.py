@@ -208,6 +208,12 @@ class StoreBackend(ABC):
     def drop_retired(self, name: str) -> int: ...
 
     @abstractmethod
+    def retired_names(self, name: str) -> list[str]:
+        """The store's names of the spaces ``name`` had before its switches and still keeps
+        (``~name~retired~...``), oldest first: what a rollback returns to, and what the
+        explorer shows beside the current space."""
+
+    @abstractmethod
     def disk_bytes(self) -> int: ...
 
     @abstractmethod

@@ -332,6 +332,11 @@ class MemoryStore(StoreBackend):
                 self.delete_collection(internal)
             return len(retired)
 
+    def retired_names(self, name: str) -> list[str]:
+        check_name(name)
+        with self._lock:
+            return [n for n in self._collections if n.startswith(f"~{name}~retired~")]
+
     def disk_bytes(self) -> int:
         return 0
 

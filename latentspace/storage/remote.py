@@ -335,6 +335,9 @@ class RemoteStore(StoreBackend):
     def drop_retired(self, name: str) -> int:
         return self._client.call("POST", f"{_path(name)}/drop_retired", {})["dropped"]
 
+    def retired_names(self, name: str) -> list[str]:
+        return self._client.call("GET", f"{_path(name)}/retired")
+
     def disk_bytes(self) -> int:
         return self._client.call("GET", "/v1/backend")["disk_bytes"]
 

@@ -68,6 +68,14 @@ def test_migration_runs_as_a_job_then_switches_and_rolls_back(served, tiny_bert_
     info = ok(c.post("/v1/collections/t/migration/switch", json={"fingerprint": job["new_fingerprint"]}))
     assert info["fingerprint"] == other.spec.fingerprint
     assert [h["action"].split()[0] for h in ok(c.get("/v1/collections/t/history"))] == ["migrate"]
+    # before and after the migration, side by side: the earlier space stays readable and comparable
+    spaces = ok(c.get("/v1/collections/t/spaces"))
+    assert [s["current"] for s in spaces] == [True, False]
+    assert spaces[1]["fingerprint"] == tiny_encoder.spec.fingerprint and spaces[1]["name"].startswith("~t~retired~")
+    before = spaces[1]["name"]
+    assert len(ok(c.post(f"/v1/collections/{before}/project", json={}))["x"]) == 10
+    cmp = ok(c.post("/v1/collections/t/compare", json={"other": before, "k": 3}))
+    assert len(cmp["ids"]) == 10 and 0 <= cmp["mean"] < 1
     assert ok(c.post("/v1/collections/t/rollback"))["fingerprint"] == tiny_encoder.spec.fingerprint
     assert c.get("/v1/jobs/" + "0" * 32).status_code == 404 and c.get("/v1/jobs/../x").status_code == 404
     bad = c.post("/v1/collections/t/migration/switch", json={"fingerprint": "deadbeef"})

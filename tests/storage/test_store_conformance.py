@@ -343,3 +343,22 @@ def test_hybrid_search_gives_the_reference_results_on_every_backend(backend, tin
             assert [h.ranks for h in got] == [h.ranks for h in want]
             if fusion == "rrf":
                 np.testing.assert_allclose([h.score for h in got], [h.score for h in want], rtol=1e-4, atol=1e-6)
+
+
+def test_retired_spaces_are_listed_readable_and_dropped_by_exact_name(backend):
+    """A switch keeps the old space under the store's own name; ``retired_spaces`` lists it
+    (readable, comparable), ``drop_retired`` drops exactly that collection's (a name with '_'
+    is not a pattern)."""
+    st = backend()
+    for name in ("a_b", "aXb"):
+        col = st.create_collection(name, space=SPEC)
+        col.add(["old"], vectors=unit_rows(1, 16, seed=1))
+        shadow = st.create_collection(f"~{name}~next", space=SPEC.replace(model="test/next"))
+        shadow.add(["new"], vectors=unit_rows(1, 16, seed=2))
+        st._swap(name, f"~{name}~next", "switch")
+    assert [r.id for r in st.get_collection("a_b").get()] == ["new"]
+    retired = st.retired_spaces("a_b")
+    assert len(retired) == 1 and retired[0].spec == SPEC and retired[0].name.startswith("~a_b~retired~")
+    assert [r.id for r in st.get_collection(retired[0].name).get()] == ["old"]
+    assert st.drop_retired("a_b") == 1
+    assert st.retired_spaces("a_b") == [] and len(st.retired_spaces("aXb")) == 1

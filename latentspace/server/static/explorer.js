@@ -444,6 +444,7 @@ async function openCollection() {
   if (warned) status(`This link was made on space ${state.fp}; ${state.collection} is now in space ${info.fingerprint} (the map shows the current one).`, true);
   state.fp = info.fingerprint;
   showSpace(info);
+  await addEarlierSpaces();
   const p = await loadMap("A", state.collection);
   const colorSel = $("color"), keepColor = state.color;
   colorSel.innerHTML = '<option value="">(none)</option>' + p.fields.map((f) => `<option value="${esc(f)}">${esc(f)}</option>`).join("")
@@ -457,6 +458,20 @@ async function openCollection() {
   if (state.q) { $("query").value = state.q; await runQuery(state.q); }
   writeHash();
   if (!warned) status(`${info.name}: ${info.count.toLocaleString()} records in ${info.spec.model} (${info.spec.dim}-d, ${info.spec.metric}).`);
+}
+
+// a collection's earlier spaces (kept after a migration's switch) can be shown beside it
+async function addEarlierSpaces() {
+  const sel = $("other");
+  sel.querySelectorAll("option.earlier").forEach((o) => o.remove());
+  const spaces = await api("GET", `/v1/collections/${encodeURIComponent(state.collection)}/spaces`).catch(() => []);
+  for (const s of spaces.filter((s) => !s.current)) {
+    const o = document.createElement("option");
+    o.value = s.name; o.className = "earlier";
+    o.textContent = `${state.collection}, before (${s.spec.model.split("/").pop()}, ${s.fingerprint})`;
+    sel.appendChild(o);
+  }
+  sel.value = state.other;
 }
 
 async function openOther() {

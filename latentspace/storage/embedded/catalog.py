@@ -331,10 +331,18 @@ class EmbeddedStore(StoreBackend):
     def drop_retired(self, name: str) -> int:
         """Delete the retired spaces of ``name`` (no rollback past this). Returns how many."""
         check_name(name)
-        retired = [r[0] for r in self._q("SELECT name FROM collections WHERE name LIKE ?", (f"~{name}~%",))]
+        prefix = f"~{name}~"  # compared as a prefix: LIKE would read '_' in a name as a wildcard
+        retired = [r[0] for r in self._q("SELECT name FROM collections WHERE substr(name, 1, ?) = ?",
+                                         (len(prefix), prefix))]
         for internal in retired:
             self.delete_collection(internal)
         return len(retired)
+
+    def retired_names(self, name: str) -> list[str]:
+        check_name(name)
+        prefix = f"~{name}~retired~"
+        return [r[0] for r in self._q("SELECT name FROM collections WHERE substr(name, 1, ?) = ? ORDER BY id",
+                                      (len(prefix), prefix))]
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())

@@ -407,6 +407,12 @@ class MilvusStore(StoreBackend):
                 self.delete_collection(internal)
             return len(retired)
 
+    def retired_names(self, name: str) -> list[str]:
+        check_name(name)
+        with self._lock:
+            prefix = f"~{name}~retired~"
+            return sorted((n for n in self._aliases() if n.startswith(prefix)), key=lambda n: int(n[len(prefix):]))
+
     def disk_bytes(self) -> int:
         if self._folder is None:
             return 0  # a server's storage is its own (object storage, etcd)
