@@ -101,8 +101,8 @@ def serve_cmd(
                                                "DIR, or DIR:DATA.npz (arrays x, optional y) to map the data's "
                                                "latents. Repeatable."),
 ) -> None:
-    """Serve a store over HTTP (REST under /v1, OpenAPI at /docs). Refuses a non-loopback
-    address without API keys."""
+    """Serve a store over HTTP: the web explorer at /, REST under /v1, OpenAPI at /docs.
+    Refuses a non-loopback address without API keys."""
     from ..server.app import Settings, _require_fastapi
     from ..server.keys import KeyStore
 
@@ -137,5 +137,9 @@ def serve_cmd(
         workers = default_workers()
     if workers < 1:
         raise InvalidInputError(f"--workers must be at least 1; got {workers}.")
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"Serving {store} at http://{shown}:{port}/ (the explorer; REST under /v1, OpenAPI at /docs) with "
+               f"{workers} worker{'s' if workers > 1 else ''}{', API keys required' if has_keys else ''}. Ctrl-C stops.",
+               err=True)
     uvicorn.run("latentspace.server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="warning")
