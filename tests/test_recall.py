@@ -136,3 +136,55 @@ def test_post_filter_falls_back_when_too_few_match(filled, monkeypatch):
     rec_ids = [rec_id for rec_id, _, _ in storage._entries(labels.ravel().tolist())]
     assert all(buckets[i] < 5 for i in rec_ids)
     assert np.all(np.diff(dists, axis=1) >= -1e-6)  # best first
+
+
+def test_a_plan_that_misses_the_true_neighbours_of_a_filter_is_not_chosen_for_it(filled, monkeypatch):
+    """When the exact scan ran beside an HNSW plan (calibrating), the HNSW plan's answers are
+    checked against it: a walk that kept less than RECALL_FLOOR of the true top k is not
+    chosen for that filter again, however cheap, and still is for another filter."""
+    from latentspace.storage.embedded import planner
+
+    col, qvecs, enc = filled
+    storage = col._storage
+    storage._plan_costs = planner.PlanCosts()
+    bad, good = {"bucket": {"$in": [0, 1, 2, 3, 4, 5, 6]}}, {"bucket": {"$in": [1, 2, 3, 4, 5, 6, 7, 8]}}
+    real_walk = type(storage)._walk
+
+    def walk(self, index, q, k, where, ef, m):  # a walk that gets the filter `bad` wrong: its farthest matches
+        labels, dists = real_walk(self, index, q, k, where, ef, m)
+        if where == storage_node(bad):
+            far, d = self.exact(-q, k, where)
+            return far, d
+        return labels, dists
+
+    monkeypatch.setattr(type(storage), "_walk", walk)
+    col.search(vector=qvecs[0], space=enc.spec, k=10, where=bad)  # calibrates: every plan, checked
+    rec = storage._plan_costs.recall
+    assert rec[("walk", storage_node(bad))] < 0.5 and rec[("post", storage_node(bad))] >= 0.9
+    assert ("walk", storage_node(good)) not in rec  # not checked for that filter: usable
+    costs = storage._plan_costs.per_unit
+    costs.update(exact=1.0, walk=1e-12, post=1.0)
+    assert storage.explain(storage_node(bad))["plan"] == "post"  # the cheapest of the usable ones
+    assert storage.explain(storage_node(good))["plan"] == "walk"
+
+
+def test_a_plan_estimated_far_too_dear_is_timed_again_now_and_then(filled, monkeypatch):
+    """Every FAR_EVERY-th planned search also re-times plans estimated up to FAR_WITHIN times
+    dearer, so an estimate that is wrong by more than EXPLORE_WITHIN gets corrected."""
+    from latentspace.storage.embedded import planner
+
+    col, qvecs, enc = filled
+    storage = col._storage
+    storage._plan_costs = planner.PlanCosts()
+    where = {"bucket": {"$in": [1, 2, 3, 4, 5, 6, 7, 8]}}
+    col.search(vector=qvecs[0], space=enc.spec, k=10, where=where)  # calibrate
+    costs = storage._plan_costs
+    costs.per_unit["walk"] *= 20  # a walk estimated 20x dearer than it is
+    wrong = costs.per_unit["walk"]
+    ran = []
+    real = type(storage)._walk
+    monkeypatch.setattr(type(storage), "_walk", lambda self, *a, **kw: ran.append(1) or real(self, *a, **kw))
+    costs.planned = planner.FAR_EVERY - 1
+    chosen = storage.explain(storage_node(where))["plan"]
+    col.search(vector=qvecs[1], space=enc.spec, k=10, where=where)
+    assert chosen != "walk" and ran and costs.per_unit["walk"] < wrong

@@ -18,10 +18,13 @@ large enough to matter runs every plan that applies (twice: the warm run is time
 answers from the exact one; every
 later one runs the cheapest and refines its estimate, and every ``EXPLORE_EVERY``-th also
 times the others that are estimated within ``EXPLORE_WITHIN`` times of it, when what they
-read is already cached. Costs are per unit (row, inverse
-selectivity, beam), so what is learned on one filter holds for the others. A walk that
-returns fewer than ``min(k, m)`` falls back to the exact scan, a post-filter that keeps too
-few to the walk.
+read is already cached; every ``FAR_EVERY``-th also those up to ``FAR_WITHIN`` times
+dearer (an estimate can be wrong by more than ``EXPLORE_WITHIN``). Costs are per unit (row,
+inverse selectivity, beam), so what is learned on one filter holds for the others. Whenever
+the exact plan ran beside an HNSW plan (calibrating, exploring), the HNSW plan's answers
+are checked against it, and a plan that kept less than ``RECALL_FLOOR`` of the true top k
+for a filter is not chosen for that filter again. A walk that returns fewer than
+``min(k, m)`` falls back to the exact scan, a post-filter that keeps too few to the walk.
 """
 
 from __future__ import annotations
@@ -44,6 +47,16 @@ EXPLORE_EVERY = 200
 #: ... those estimated to cost at most this many times the chosen one (re-timing a plan
 #: estimated 100x dearer would cost that search 100x, to learn nothing that changes a choice)
 EXPLORE_WITHIN = 4.0
+#: ... and one in this many also those estimated up to FAR_WITHIN times dearer: an estimate
+#: can be wrong by more than EXPLORE_WITHIN (one slow first timing kept a walk estimated 14x
+#: too dear, so never re-timed, in a session's profile); at most FAR_WITHIN / FAR_EVERY
+#: (5%) of the queries' time goes to it
+FAR_EVERY = 2_000
+FAR_WITHIN = 100.0
+#: a plan whose answers, checked against the exact scan's when both ran, kept less than this
+#: share of the true top k for a filter is not chosen for that filter again (on clustered
+#: data a restricted walk can miss matches that sit far from where the walk goes)
+RECALL_FLOOR = 0.9
 #: the post-filter plan fetches at most this many unfiltered neighbours
 POST_MAX_DEPTH = 1_024
 PLANS = ("exact", "walk", "post")
@@ -68,19 +81,33 @@ class PlanCosts:
 
     per_unit: dict[str, float] = field(default_factory=dict)
     planned: int = 0
+    #: (plan, filter) -> the share of the exact top k its answers kept, when both ran
+    recall: dict = field(default_factory=dict)
     SMOOTHING = 0.3
 
     def cost(self, plan: str, units: float) -> float | None:
         per = self.per_unit.get(plan)
         return None if per is None else per * units
 
-    def choose(self, units: dict[str, float]) -> str | None:
-        """The cheapest of the plans in ``units`` (plan -> its units for this query); None
-        while any of them is unmeasured."""
+    def usable(self, plan: str, where=None) -> bool:
+        r = self.recall.get((plan, where))
+        return r is None or r >= RECALL_FLOOR
+
+    def choose(self, units: dict[str, float], where=None) -> str | None:
+        """The cheapest of the plans in ``units`` (plan -> its units for this query) whose
+        checked recall for this filter is not below :data:`RECALL_FLOOR`; None while any of
+        them is unmeasured."""
         costs = {p: self.cost(p, u) for p, u in units.items()}
         if None in costs.values():
             return None
-        return min(costs, key=lambda p: (costs[p], PLANS.index(p)))
+        ok = [p for p in costs if self.usable(p, where)] or ["exact"]
+        return min(ok, key=lambda p: (costs[p], PLANS.index(p)))
+
+    def observe_recall(self, plan: str, where, value: float) -> None:
+        if len(self.recall) >= 1024:
+            self.recall.clear()
+        old = self.recall.get((plan, where))
+        self.recall[(plan, where)] = value if old is None else (1 - self.SMOOTHING) * old + self.SMOOTHING * value
 
     def observe(self, plan: str, units: float, seconds_per_query: float) -> None:
         value = seconds_per_query / max(units, 1e-12)
@@ -143,19 +170,21 @@ class Planner:
         index = self.index()
         nq, costs = len(qvecs), self._plan_costs
         units, depth = self._plan_units(index, m, k, ef)
-        plan = costs.choose(units)
+        plan = costs.choose(units, where)
         costs.planned += plan is not None
         if plan is None:  # calibrate: every plan that applies, the exact one answering
             runs = list(units)
         elif costs.planned % EXPLORE_EVERY == 0:
             # re-time the others now and then, but only when what they read is already
             # cached: a cold read of m vectors would cost a query far more than the search
-            limit = EXPLORE_WITHIN * costs.cost(plan, units[plan])
+            within = FAR_WITHIN if costs.planned % FAR_EVERY == 0 else EXPLORE_WITHIN
+            limit = within * costs.cost(plan, units[plan])
             runs = [plan] + [p for p in units if p != plan and self._warm(where, p)
                              and costs.cost(p, units[p]) <= limit]
         else:
             runs = [plan]
         out = None
+        results = {}
         for which in runs:
             # what each plan reads once per filter (the rows' vectors, the membership set) is
             # cached: build it before the clock starts, so the estimate is of the search itself
@@ -171,8 +200,16 @@ class Planner:
                     result = self._post(index, qvecs, k, where, ef, depth, rids)
                 best = min(best, time.perf_counter() - t0)
             costs.observe(which, units[which], best / nq)
+            results[which] = result
             if which == (plan or "exact"):
                 out = result
+        if "exact" in results:  # the HNSW plans' answers checked against the exact scan's
+            truth = results["exact"][0]
+            for which in results.keys() - {"exact"}:
+                got = results[which][0]
+                kept = [len(set(t[t >= 0].tolist()) & set(g[g >= 0].tolist())) / max(1, int((t >= 0).sum()))
+                        for t, g in zip(truth, got)]
+                costs.observe_recall(which, where, float(np.mean(kept)))
         return out
 
     def _plan_units(self, index, m: int, k: int, ef: int | None) -> tuple[dict[str, float], int | None]:
@@ -194,7 +231,7 @@ class Planner:
             if m <= max(EXACT_BELOW, k):
                 return {"matches": m, "plan": "exact", "estimates": {}}
             units, _ = self._plan_units(self.index(), m, k, ef)
-            return {"matches": m, "plan": self._plan_costs.choose(units),
+            return {"matches": m, "plan": self._plan_costs.choose(units, where),
                     "estimates": {p: self._plan_costs.cost(p, u) for p, u in units.items()}}
 
     def _warm(self, where: Node, plan: str) -> bool:
