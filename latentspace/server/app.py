@@ -11,7 +11,6 @@ other than the collection's is refused with 409 and the differing fields.
 
 # no "from __future__ import annotations": FastAPI reads the routes' annotations at run time
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -326,22 +325,15 @@ def create_app(settings: Settings | str):
         encoders.pop(name, None)
         return {"dropped": name}
 
-    spaces: dict[str, SpaceSpec] = {}  # parsed request spaces by their JSON (a client repeats one)
-
     def space_of(spec: dict | None, vectors: bool) -> SpaceSpec | None:
         if spec is None:
             if vectors:
                 raise InvalidInputError("Vectors sent to the server must name their space: add \"space\" (the "
                                         "SpaceSpec of the model that made them; GET the collection for its own).")
             return None
-        key = json.dumps(spec, sort_keys=True, default=str)
-        parsed = spaces.get(key)
-        if parsed is None:
-            parsed = SpaceSpec.from_dict(spec)
-            if len(spaces) > 256:
-                spaces.clear()
-            spaces[key] = parsed
-        return parsed
+        from .backend_routes import parse_space
+
+        return parse_space(spec)
 
     async def run(fn, inline: bool):
         """Vector work runs on the event loop (a search is far cheaper than a thread hop);

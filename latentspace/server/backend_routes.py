@@ -13,6 +13,7 @@ count as ``name``).
 
 import json
 import re
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,16 @@ from ..storage.remote import hit_to_json, pack, unpack
 
 _INTERNAL_PART = re.compile(r"^[A-Za-z0-9]{1,64}$")
 _HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+@lru_cache(maxsize=256)
+def _space_of_json(text: str) -> SpaceSpec:
+    return SpaceSpec.from_dict(json.loads(text))
+
+
+def parse_space(space: dict) -> SpaceSpec:
+    """The SpaceSpec a request names, parsed once per distinct JSON (a client repeats one)."""
+    return _space_of_json(json.dumps(space, sort_keys=True, default=str))
 
 
 def base_name(name: str) -> str:
@@ -44,7 +55,6 @@ def add_backend_routes(app, store, caller, allow, settings, errors) -> None:
     from pydantic import BaseModel, ConfigDict, Field
 
     backend = store.backend
-    spaces: dict[str, SpaceSpec] = {}  # a request's space, by its JSON (a query loop repeats one)
 
     class Strict(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -134,13 +144,7 @@ def add_backend_routes(app, store, caller, allow, settings, errors) -> None:
     def same_space(c, space: dict | None, what: str) -> None:
         if space is None:
             raise InvalidInputError(f"{what} must name the space of its vectors (\"space\": a SpaceSpec).")
-        key = _key(space)
-        spec = spaces.get(key)
-        if spec is None:
-            spec = SpaceSpec.from_dict(space)
-            if len(spaces) > 256:
-                spaces.clear()
-            spaces[key] = spec
+        spec = parse_space(space)
         if spec is not c.spec and spec != c.spec:
             c.spec.require_same(spec, f"{what} on collection {c.name!r}")
 
@@ -372,8 +376,4 @@ def add_backend_routes(app, store, caller, allow, settings, errors) -> None:
                 "limit": enc.token_limit}
 
 
-def _key(space: dict) -> str:
-    return json.dumps(space, sort_keys=True, default=str)
-
-
-__all__ = ["add_backend_routes", "base_name"]
+__all__ = ["add_backend_routes", "base_name", "parse_space"]
