@@ -188,18 +188,3 @@ def test_a_plan_estimated_far_too_dear_is_timed_again_now_and_then(filled, monke
     chosen = storage.explain(storage_node(where))["plan"]
     col.search(vector=qvecs[1], space=enc.spec, k=10, where=where)
     assert chosen != "walk" and ran and costs.per_unit["walk"] < wrong
-
-
-def test_plan_costs_fit_a_fixed_cost_once_timed_at_several_selectivities():
-    """Timed at one selectivity, a plan's cost is proportional to its units; timed at several,
-    it is the line through them (a walk's fixed cost is not lost)."""
-    from latentspace.storage.embedded.planner import PlanCosts
-
-    c = PlanCosts()
-    c.observe("walk", 20.0, 0.6e-3)
-    assert c.cost("walk", 10.0) == pytest.approx(0.3e-3)  # one selectivity: proportional
-    for u, t in ((3.3, 0.28e-3), (10.0, 0.44e-3), (100.0, 2.6e-3)):
-        c.observe("walk", u, t)
-    c.observe("exact", 10_000.0, 0.3e-3)
-    assert c.cost("walk", 10.0) == pytest.approx(0.44e-3, rel=0.2)  # the line, fixed cost kept
-    assert c.choose({"exact": 10_000.0, "walk": 10.0}) == "exact"

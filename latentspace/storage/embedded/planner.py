@@ -85,35 +85,9 @@ class PlanCosts:
     recall: dict = field(default_factory=dict)
     SMOOTHING = 0.3
 
-    #: plan -> recent (units, seconds per query) timings, for the fitted line
-    seen: dict = field(default_factory=dict)
-    SEEN = 32
-
     def cost(self, plan: str, units: float) -> float | None:
-        """Seconds per query: a line ``a + b * units`` fitted to this plan's recent timings
-        when they span different units (a walk has a fixed cost besides the one that grows
-        with 1/selectivity: learned at 5% alone, the proportional model halved its cost at
-        10% and chose it over a cheaper scan), else proportional to the units."""
         per = self.per_unit.get(plan)
-        if per is None:
-            return None
-        line = self._line(plan)
-        return per * units if line is None else line[0] + line[1] * units
-
-    def _line(self, plan: str) -> tuple[float, float] | None:
-        pts = self.seen.get(plan)
-        if not pts or len(pts) < 2:
-            return None
-        u = np.array([p[0] for p in pts])
-        t = np.array([p[1] for p in pts])
-        if u.max() < 1.5 * u.min():
-            return None
-        b, a = np.polyfit(u, t, 1)
-        if a < 0:  # through the origin
-            return 0.0, float((u * t).sum() / (u * u).sum())
-        if b < 0:
-            return float(t.mean()), 0.0
-        return float(a), float(b)
+        return None if per is None else per * units
 
     def usable(self, plan: str, where=None) -> bool:
         r = self.recall.get((plan, where))
@@ -136,9 +110,6 @@ class PlanCosts:
         self.recall[(plan, where)] = value if old is None else (1 - self.SMOOTHING) * old + self.SMOOTHING * value
 
     def observe(self, plan: str, units: float, seconds_per_query: float) -> None:
-        pts = self.seen.setdefault(plan, [])
-        pts.append((float(units), float(seconds_per_query)))
-        del pts[:-self.SEEN]
         value = seconds_per_query / max(units, 1e-12)
         old = self.per_unit.get(plan)
         self.per_unit[plan] = value if old is None else (1 - self.SMOOTHING) * old + self.SMOOTHING * value
