@@ -37,7 +37,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 
 @schema.parametrize()
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_api_keeps_its_schema(case):
     # every check but "positive data accepted": the schema cannot say that vectors need the
     # collection's space and dimension, or which names exist, so schema-valid requests may be
