@@ -85,12 +85,18 @@ def rbf_cka(x: Any, y: Any, threshold: float = 1.0, max_points: int = MAX_GRAM, 
     return {"cka": value, "points": int(x.shape[0]), "sampled": n > max_points}
 
 
+def knn_agreement(x: Any, y: Any, k: int = 10, metric: str = "cosine", metric_y: str | None = None) -> np.ndarray:
+    """Per item: the share of its k nearest neighbours that the two spaces agree on
+    (``metric_y``: the second space's metric, when it differs)."""
+    x, y = paired(x, y, "knn_agreement", min_rows=k + 1)
+    a, _ = knn(x, k, metric)
+    b, _ = knn(y, k, metric_y or metric)
+    return np.array([len(set(r) & set(s)) / k for r, s in zip(a.tolist(), b.tolist())])
+
+
 def knn_overlap(x: Any, y: Any, k: int = 10, metric: str = "cosine") -> float:
     """Mean share of each item's k nearest neighbours that the two spaces agree on."""
-    x, y = paired(x, y, "knn_overlap", min_rows=k + 1)
-    a, _ = knn(x, k, metric)
-    b, _ = knn(y, k, metric)
-    return float(np.mean([len(set(r) & set(s)) / k for r, s in zip(a.tolist(), b.tolist())]))
+    return float(knn_agreement(x, y, k, metric).mean())
 
 
 def similarity_rank_correlation(x: Any, y: Any, pairs: int = 100_000, seed: int = 0) -> float:

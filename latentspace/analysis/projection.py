@@ -81,13 +81,29 @@ def project(
     return umap_embedding(x, dim, seed=seed, metric=metric, n_neighbors=n_neighbors)
 
 
-def umap_embedding(x: np.ndarray, dim: int, *, seed: int = 0, metric: str = "euclidean", n_neighbors: int = 15,
-                   min_dist: float = 0.1) -> np.ndarray:
-    """UMAP of ``x`` to ``dim`` dimensions, seeded (for pictures at 2-3, for clustering at 5-10)."""
+def _umap(dim: int, seed: int, metric: str = "euclidean", n_neighbors: int = 15, min_dist: float = 0.1):
     umap = _require("umap")
     # a seed makes UMAP single-threaded (and repeatable); say so rather than be warned
     return umap.UMAP(n_components=dim, n_neighbors=n_neighbors, random_state=seed, metric=metric, min_dist=min_dist,
-                     n_jobs=1).fit_transform(x)
+                     n_jobs=1)
+
+
+def umap_embedding(x: np.ndarray, dim: int, *, seed: int = 0, metric: str = "euclidean", n_neighbors: int = 15,
+                   min_dist: float = 0.1) -> np.ndarray:
+    """UMAP of ``x`` to ``dim`` dimensions, seeded (for pictures at 2-3, for clustering at 5-10)."""
+    return _umap(dim, seed, metric, n_neighbors, min_dist).fit_transform(x)
+
+
+def fit_projection(x: np.ndarray, method: Method = "pca", dim: int = 2, *, seed: int = 0):
+    """(the fitted PCA or UMAP, the coordinates of ``x``): the model places new points on
+    the same map (``model.transform``), as the explorer does with a query."""
+    if method == "pca":
+        model = _require("sklearn.decomposition").PCA(n_components=dim, random_state=seed).fit(x)
+        return model, model.transform(x)
+    if method != "umap":
+        raise InvalidInputError(f"fit_projection: method must be 'pca' or 'umap'; got {method!r}.")
+    model = _umap(dim, seed, n_neighbors=min(15, len(x) - 1)).fit(x)
+    return model, model.embedding_
 
 
 def project_collection(col, method: Method = "pca", dim: int = 2, *, color_by: str | None = None,

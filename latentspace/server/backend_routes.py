@@ -22,7 +22,7 @@ from ..core.errors import InvalidInputError
 from ..core.space import SpaceSpec
 from ..core.validation import check_ids, check_metadata, check_name, check_texts, check_vectors
 from ..storage.filter import parse
-from ..storage.remote import hit_to_json, pack, unpack
+from ..storage.remote import pack, unpack
 
 _INTERNAL_PART = re.compile(r"^[A-Za-z0-9]{1,64}$")
 _HASH = re.compile(r"^[0-9a-f]{64}$")
@@ -164,7 +164,7 @@ def add_backend_routes(app, store, caller, allow, settings, errors) -> None:
         return check_vectors(q, c.spec.dim, metric=c.spec.metric, normalized=False, what="queries")
 
     def hits_json(lists) -> JSONResponse:
-        return json({"hits": [[hit_to_json(h) for h in hits] for hits in lists]})
+        return json({"hits": [[h.to_dict() for h in hits] for hits in lists]})
 
     # -- the store ------------------------------------------------------------------------------
     @app.get("/v1/backend", tags=["backend"], responses=errors)

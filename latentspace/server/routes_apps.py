@@ -331,7 +331,9 @@ def add_app_routes(app, store, caller, allow, settings, errors, collection) -> N
             raise InvalidInputError(f"Collection {name!r} has {len(recs)} records; a map needs at least 3.")
         x = np.stack([r.vector for r in recs]).astype(np.float32)
         t0 = time.perf_counter()
-        model, coords = _fit(x, body.method, body.seed)
+        from ..analysis.projection import fit_projection
+
+        model, coords = fit_projection(x, body.method, seed=body.seed)
         out = {"ids": [r.id for r in recs], "x": x, "coords": coords, "model": model, "total": total,
                "documents": [(r.document or "")[:300] for r in recs], "metadatas": [r.metadata for r in recs],
                "seconds": round(time.perf_counter() - t0, 3), "method": body.method, "seed": body.seed,
@@ -376,7 +378,7 @@ def add_app_routes(app, store, caller, allow, settings, errors, collection) -> N
                 raise NotFoundError(f"No record {body.id!r} in collection {name!r}.")
             vec = got[0].vector
             hits = [h for h in col.search(vector=vec, space=col.spec, k=body.k + 1) if h.id != body.id][:body.k]
-        xy = _transform(p["model"], vec[None].astype(np.float32), p["method"])[0]
+        xy = p["model"].transform(vec[None].astype(np.float32))[0]
         pos = {i: n for n, i in enumerate(p["ids"])}
         on_map = [pos[h.id] for h in hits if h.id in pos]
         d2 = np.linalg.norm(p["coords"] - xy, axis=1)
@@ -406,40 +408,12 @@ def add_app_routes(app, store, caller, allow, settings, errors, collection) -> N
         va = {r.id: r.vector for r in recs}
         xa = np.stack([va[i] for i in shared])
         xb = np.stack([got[i] for i in shared])
-        agree = _agreement(xa, xb, body.k, a.spec.metric, b.spec.metric)
+        from ..analysis.compare import knn_agreement
+
+        # a collection's metric as the analysis names it (a dot space holds unit vectors)
+        as_analysis = {"l2": "euclidean", "cosine": "cosine", "dot": "cosine"}
+        agree = knn_agreement(xa, xb, body.k, as_analysis[a.spec.metric], as_analysis[b.spec.metric])
         return {"ids": shared, "agreement": agree.round(4).tolist(), "k": body.k, "mean": float(agree.mean())}
-
-
-def _fit(x: np.ndarray, method: str, seed: int):
-    if method == "pca":
-        from sklearn.decomposition import PCA
-
-        model = PCA(n_components=2, random_state=seed).fit(x)
-        return model, model.transform(x)
-    from ..analysis.projection import _require
-
-    umap = _require("umap")
-    model = umap.UMAP(n_components=2, n_neighbors=min(15, len(x) - 1), random_state=seed, n_jobs=1).fit(x)
-    return model, model.embedding_
-
-
-def _transform(model, x: np.ndarray, method: str) -> np.ndarray:
-    return model.transform(x)
-
-
-def _agreement(xa: np.ndarray, xb: np.ndarray, k: int, metric_a: str, metric_b: str) -> np.ndarray:
-    def knn(x, metric):
-        if metric == "l2":
-            sq = (x * x).sum(1)
-            s = -(sq[:, None] - 2 * x @ x.T + sq[None, :])
-        else:
-            u = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) if metric == "cosine" else x
-            s = u @ u.T
-        np.fill_diagonal(s, -np.inf)
-        return np.argpartition(-s, k, axis=1)[:, :k]
-
-    na, nb = knn(xa, metric_a), knn(xb, metric_b)
-    return np.array([len(set(r) & set(q)) / k for r, q in zip(na.tolist(), nb.tolist())])
 
 
 def _fields(metadatas: list) -> list[str]:

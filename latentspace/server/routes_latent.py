@@ -1,5 +1,5 @@
 """The explorer's latent models: the map of a saved VAE's latents and a path through it,
-decoded into images along the way.
+decoded into images along the way (PNGs written by matplotlib, the ``latent`` extra's).
 
 ``latentspace serve STORE --latent DIR[:DATA.npz]`` names models (their folders); with a
 ``.npz`` holding ``x`` (inputs, as the model takes them) and optionally ``y`` (labels), the
@@ -12,9 +12,7 @@ own PCA, each step decoded to a PNG.
 
 import base64
 import math
-import struct
 import threading
-import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -26,22 +24,19 @@ MAP_POINTS = 3000
 
 
 def png_data_uri(img: np.ndarray, scale: int = 4) -> str:
-    """A grey (h, w) or colour (3, h, w) image in [0, 1] as a ``data:image/png`` URI (no imaging library)."""
+    """A grey (h, w) or colour (3, h, w) image in [0, 1] as a ``data:image/png`` URI, each
+    pixel ``scale`` x ``scale`` (matplotlib writes the PNG)."""
+    import io
+
+    from matplotlib.image import imsave
+
     a = np.clip(np.asarray(img, dtype=np.float32), 0, 1)
     if a.ndim == 3 and a.shape[0] in (1, 3):
         a = a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
-    a = (a * 255).round().astype(np.uint8)
     a = np.repeat(np.repeat(a, scale, axis=0), scale, axis=1)
-    colour = a.ndim == 3
-    h, w = a.shape[:2]
-    rows = b"".join(b"\x00" + a[r].tobytes() for r in range(h))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2 if colour else 0, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    buf = io.BytesIO()
+    imsave(buf, a, cmap="gray", vmin=0.0, vmax=1.0, format="png")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def as_images(x: np.ndarray, input_shape: tuple) -> np.ndarray:

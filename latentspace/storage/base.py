@@ -66,6 +66,11 @@ class CollectionInfo:
             "created_at": self.created_at,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CollectionInfo:
+        return cls(d["name"], d["count"], SpaceSpec.from_dict(d["spec"]), d.get("encoder"),
+                   HnswParams.from_dict(d.get("hnsw")), d.get("metadata") or {}, d.get("created_at", 0.0))
+
 
 class CollectionBackend(ABC):
     """One collection's records: writes, reads, vector and keyword search."""

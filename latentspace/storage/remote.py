@@ -65,24 +65,11 @@ def unpack(obj: Any, what: str = "vectors") -> np.ndarray:
 
 
 def hit_from_json(h: dict) -> Hit:
+    """A Hit from :meth:`Hit.to_dict`'s JSON (metadata read-only, as every backend's)."""
     meta = h.get("metadata") or None
     vec = h.get("vector")
     return Hit(h["id"], h["score"], h.get("document"), FrozenDict(meta) if meta else EMPTY, h.get("distance"),
                h.get("ranks") or None, np.asarray(vec, dtype=np.float32) if vec is not None else None)
-
-
-def hit_to_json(h: Hit) -> dict:
-    out = {"id": h.id, "score": h.score, "document": h.document, "metadata": h.metadata, "distance": h.distance}
-    if h.ranks:
-        out["ranks"] = h.ranks
-    if h.vector is not None:
-        out["vector"] = np.asarray(h.vector, dtype=np.float32).tolist()
-    return out
-
-
-def info_from_json(d: dict) -> CollectionInfo:
-    return CollectionInfo(d["name"], d["count"], SpaceSpec.from_dict(d["spec"]), d.get("encoder"),
-                          HnswParams.from_dict(d.get("hnsw")), d.get("metadata") or {}, d.get("created_at", 0.0))
 
 
 # -- HTTP -----------------------------------------------------------------------------------
@@ -298,10 +285,10 @@ class RemoteStore(StoreBackend):
         return [i.name for i in self.list_collections()]
 
     def list_collections(self) -> list[CollectionInfo]:
-        return [info_from_json(d) for d in self._client.call("GET", "/v1/backend/collections")]
+        return [CollectionInfo.from_dict(d) for d in self._client.call("GET", "/v1/backend/collections")]
 
     def collection_info(self, name: str) -> CollectionInfo:
-        return info_from_json(self._client.call("GET", _path(name)))
+        return CollectionInfo.from_dict(self._client.call("GET", _path(name)))
 
     def delete_collection(self, name: str) -> None:
         self._client.call("DELETE", _path(name))
@@ -408,4 +395,4 @@ class RemoteEncoder(Encoder):
                f"fingerprint={self.spec.fingerprint})"
 
 
-__all__ = ["RemoteCollection", "RemoteEncoder", "RemoteStore", "pack", "unpack", "API_KEY_ENV"]
+__all__ = ["RemoteCollection", "RemoteEncoder", "RemoteStore", "pack", "unpack", "hit_from_json", "API_KEY_ENV"]
