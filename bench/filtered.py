@@ -129,6 +129,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--json-out", type=Path)
+    ap.add_argument("--no-peers", action="store_true", help="leave chromadb and lancedb out (a quicker run)")
     args = ap.parse_args()
 
     import hnswlib
@@ -217,6 +218,8 @@ def main() -> None:
     per = col._storage._plan_costs.per_unit
     # the peers last, one at a time (their background threads must not slow the others' timings)
     for name, setup in PEER_SETUP.items():
+        if args.no_peers:
+            break
         try:
             state = setup(x, b, Path(tempfile.mkdtemp(prefix=f"ls-bench-{name}-")))
         except ImportError:

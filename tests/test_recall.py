@@ -63,13 +63,14 @@ def test_text_queries_find_their_own_document(filled):
 
 def test_the_filtered_plan_follows_measured_costs(filled, monkeypatch):
     """The planner learns each plan's cost from its own timings (the first large filtered
-    search runs every plan that applies) and then runs the cheapest; answers stay right
-    whichever runs."""
+    search runs every plan that applies) and then runs the cheapest on this filter; answers
+    stay right whichever runs."""
     from latentspace.storage.embedded import planner
 
     col, qvecs, enc = filled
     storage = col._storage
     storage._plan_costs = planner.PlanCosts()
+    storage._filters.clear()
     where = {"bucket": {"$in": [1, 2, 3, 4, 5, 6, 7, 8]}}  # 80% of the records
     ran = []
     for name in ("exact", "_walk", "_post"):
@@ -80,10 +81,12 @@ def test_the_filtered_plan_follows_measured_costs(filled, monkeypatch):
     assert list(dict.fromkeys(ran)) == ["exact", "walk", "post"] and set(storage._plan_costs.per_unit) == {"exact", "walk", "post"}
     truth = col.search(vector=qvecs[0], space=enc.spec, k=10, where=where, mode="exact")
     assert [h.id for h in first] == [h.id for h in truth]  # the calibrating search answers exactly
-    costs = storage._plan_costs.per_unit
+    st = storage._filters[storage_node(where)]
+    assert {p for p, _ in st.timed} == {"exact", "walk", "post"}  # measured on this filter too
     for cheap in ("exact", "walk", "post"):
-        for plan in costs:
-            costs[plan] = 1e-12 if plan == cheap else 1.0
+        for plan, beam in st.timed:
+            st.timed[(plan, beam)] = 1e-12 if plan == cheap else 1.0
+        st.chosen.clear()
         ran.clear()
         hits = col.search(vector=qvecs[1], space=enc.spec, k=10, where=where)
         assert ran == [cheap], (cheap, ran)
@@ -91,10 +94,57 @@ def test_the_filtered_plan_follows_measured_costs(filled, monkeypatch):
         assert len(hits) == 10 and len({h.id for h in hits} & set(exact_ids)) >= 9
         assert all(h.metadata["bucket"] in range(1, 9) for h in hits)
     m, n = col.count(where), len(col)
-    costs.update(exact=1.0, walk=1.0, post=1e-12)
+    for plan, beam in st.timed:
+        st.timed[(plan, beam)] = {"exact": 3.0, "walk": 2.0, "post": 1.0}[plan]
     assert storage.explain(storage_node(where), k=10) == {
-        "matches": m, "plan": "post",
+        "matches": m, "plan": "post", "estimates": {"exact": 3.0, "walk": 2.0, "post": 1.0},
+        "measured": ["exact", "post", "walk"]}
+    # another filter, not measured yet: the model's estimates per unit
+    other = {"bucket": {"$in": [0, 1, 2, 3, 4, 5, 6, 7]}}
+    storage._plan_costs.per_unit.update(exact=1.0, walk=1.0, post=1e-12)
+    m = col.count(other)
+    assert storage.explain(storage_node(other), k=10) == {
+        "matches": m, "plan": "post", "measured": [],
         "estimates": {"exact": 1.0 * m, "walk": 1.0 * n / m, "post": 1e-12 * max(64, planner.post_depth(10, m, n))}}
+
+
+def test_a_filter_that_repeats_runs_the_plan_fastest_on_it(filled, monkeypatch):
+    """The model's estimate (learned on other filters) chooses a filter's first plan; from its
+    second search on, the plans estimated within EXPLORE_WITHIN are timed on the filter
+    itself, and the filter then runs the plan fastest on it, whatever the model says."""
+    from latentspace.storage.embedded import planner
+
+    col, qvecs, enc = filled
+    storage = col._storage
+    storage._plan_costs = planner.PlanCosts()
+    storage._filters.clear()
+    col.search(vector=qvecs[0], space=enc.spec, k=10, where={"bucket": {"$in": [1, 2, 3, 4, 5, 6, 7, 8]}})
+    where = {"bucket": {"$in": [2, 3, 4, 5, 6, 7, 8, 9]}}
+    node = storage_node(where)
+    costs = storage._plan_costs
+    n, m = len(col), col.count(where)
+    costs.per_unit.update(exact=1.0, walk=1e-6 / (n / m), post=2e-6 / max(64, planner.post_depth(10, m, n)))
+    ran = []
+    for name in ("exact", "_walk", "_post"):
+        real = getattr(type(storage), name)
+        monkeypatch.setattr(type(storage), name, lambda self, *a, _r=real, _n=name, **kw:
+                            ran.append(_n.strip("_")) or _r(self, *a, **kw))
+    col.search(vector=qvecs[1], space=enc.spec, k=10, where=where)
+    assert ran == ["walk"]  # the model's choice; nothing else timed on a filter seen once
+    st = storage._filters[node]
+    walk_key = next(key for key in st.timed if key[0] == "walk")
+    st.timed[walk_key] = 1e-6  # as the model said; post estimated 2x that: within 4x
+    ran.clear()
+    col.search(vector=qvecs[2], space=enc.spec, k=10, where=where)
+    assert ran[0] == "walk" and set(ran) == {"walk", "post"}  # it repeats: post (within 4x) timed on it
+    assert {p for p, _ in st.timed} == {"walk", "post"}
+    for key in st.timed:  # on this filter, post turned out cheaper
+        st.timed[key] = 1e-9 if key[0] == "post" else 1.0
+    costs.per_unit.update(walk=1e-12)  # whatever the model says
+    st.chosen.clear()
+    ran.clear()
+    hits = col.search(vector=qvecs[3], space=enc.spec, k=10, where=where)
+    assert ran == ["post"] and len(hits) == 10 and all(h.metadata["bucket"] >= 2 for h in hits)
 
 
 def storage_node(where):
@@ -147,6 +197,7 @@ def test_a_plan_that_misses_the_true_neighbours_of_a_filter_is_not_chosen_for_it
     col, qvecs, enc = filled
     storage = col._storage
     storage._plan_costs = planner.PlanCosts()
+    storage._filters.clear()
     bad, good = {"bucket": {"$in": [0, 1, 2, 3, 4, 5, 6]}}, {"bucket": {"$in": [1, 2, 3, 4, 5, 6, 7, 8]}}
     real_walk = type(storage)._walk
 
@@ -158,12 +209,17 @@ def test_a_plan_that_misses_the_true_neighbours_of_a_filter_is_not_chosen_for_it
         return labels, dists
 
     monkeypatch.setattr(type(storage), "_walk", walk)
-    col.search(vector=qvecs[0], space=enc.spec, k=10, where=bad)  # calibrates: every plan, checked
+    # calibrates: every plan, checked on each of the queries (one query alone does not judge a plan)
+    col.search_batch(vectors=qvecs[:planner.RECALL_CHECKS], space=enc.spec, k=10, where=bad)
     rec = storage._plan_costs.recall
-    assert rec[("walk", storage_node(bad))] < 0.5 and rec[("post", storage_node(bad))] >= 0.9
+    assert rec[("walk", storage_node(bad))] < (0.5, planner.RECALL_CHECKS + 1)
+    assert rec[("post", storage_node(bad))] >= (0.9, planner.RECALL_CHECKS)
     assert ("walk", storage_node(good)) not in rec  # not checked for that filter: usable
     costs = storage._plan_costs.per_unit
     costs.update(exact=1.0, walk=1e-12, post=1.0)
+    st = storage._filters[storage_node(bad)]
+    for key in st.timed:
+        st.timed[key] = {"exact": 1.0, "walk": 1e-12, "post": 1e-6}[key[0]]
     assert storage.explain(storage_node(bad))["plan"] == "post"  # the cheapest of the usable ones
     assert storage.explain(storage_node(good))["plan"] == "walk"
 
@@ -176,15 +232,19 @@ def test_a_plan_estimated_far_too_dear_is_timed_again_now_and_then(filled, monke
     col, qvecs, enc = filled
     storage = col._storage
     storage._plan_costs = planner.PlanCosts()
+    storage._filters.clear()
     where = {"bucket": {"$in": [1, 2, 3, 4, 5, 6, 7, 8]}}
     col.search(vector=qvecs[0], space=enc.spec, k=10, where=where)  # calibrate
     costs = storage._plan_costs
-    costs.per_unit["walk"] *= 20  # a walk estimated 20x dearer than it is
-    wrong = costs.per_unit["walk"]
+    st = storage._filters[storage_node(where)]
+    walk_key = next(key for key in st.timed if key[0] == "walk")
+    st.timed[walk_key] = 20 * min(st.timed.values())  # a walk measured 20x dearer than it is on this filter
+    wrong = st.timed[walk_key]
+    st.chosen.clear()
     ran = []
     real = type(storage)._walk
     monkeypatch.setattr(type(storage), "_walk", lambda self, *a, **kw: ran.append(1) or real(self, *a, **kw))
     costs.planned = planner.FAR_EVERY - 1
     chosen = storage.explain(storage_node(where))["plan"]
     col.search(vector=qvecs[1], space=enc.spec, k=10, where=where)
-    assert chosen != "walk" and ran and costs.per_unit["walk"] < wrong
+    assert chosen != "walk" and ran and st.timed[walk_key] < wrong

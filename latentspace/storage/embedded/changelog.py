@@ -31,9 +31,7 @@ class ChangeLog:
     def _forget_derived(self, seq: int) -> None:
         """Drop what is cached per filter (match sets, membership tests) and the id map: they
         hold the collection as of an older change sequence."""
-        self._filter_cache.clear()
-        self._filter_cache_bytes = 0
-        self._allowed_cache = {}
+        self._filters.clear()
         self._rid_of = None
         self._synced_seq = seq
 

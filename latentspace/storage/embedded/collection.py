@@ -27,7 +27,7 @@ from ..index import HnswIndex, HnswParams, exact_topk, to_scores
 from .annfiles import IndexFiles
 from .changelog import ChangeLog
 from .matrix import ExactMatrix, _Matrix
-from .planner import PlanCosts, Planner
+from .planner import EXACT_BELOW, FilterState, PlanCosts, Planner
 from .rowcache import Row, RowCache, chunks
 from .sqlfilter import compile_sql
 from .sqlite import fts_table, read_all, write_txn
@@ -66,10 +66,8 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
         self._checkpoint = None  # a background index save in progress
         self._matrix: _Matrix | None = None
         self._generation = store._generation
-        self._filter_cache: OrderedDict[tuple[str, int], tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
-        self._filter_cache_bytes = 0
+        self._filters: OrderedDict[Node, FilterState] = OrderedDict()  # per filter, until the next write
         self._row_cache: OrderedDict[int, tuple] = OrderedDict()
-        self._allowed_cache: dict = {}
         self._row_cache_bytes = 0
         self._plan_costs = PlanCosts()
         self._rid_of: dict[str, int] | None = None  # id -> rid for the neighbour graph, until the next write
@@ -327,12 +325,8 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
         None hands anything unusual (too few results) to :meth:`search`."""
         with self.store._lock:
             if where is not None:
-                labels, dists = self._vector_arrays(vector[None], k, where, exact=False, ef=ef)
-                rids = labels[0].tolist()
-                if -1 in rids:  # fewer than k matched: results are packed at the front
-                    rids = rids[: rids.index(-1)]
-                d = dists[0, : len(rids)].astype(np.float64)
-                return make_hits(*self.hit_columns(rids), to_scores(d, self.spec.metric).tolist(), d.tolist())
+                rids, d = self.filtered_one(vector, k, ef, where)
+                return make_hits(*self.hit_columns(rids), to_scores(d, self.spec.metric), d)
             index = self._index
             if index is None or self.store._poll() != self._generation:
                 index = self.index()

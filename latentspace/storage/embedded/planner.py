@@ -1,7 +1,9 @@
 """The query plan of filtered and unfiltered vector search, and the hits it returns.
 
-A filter's matching rows (row ids and vectors, one contiguous matrix) are cached until
-the next write. A filtered search over ``m`` of ``n`` rows then runs one of three plans:
+A filter's matching rows (row ids, and their vectors as one contiguous matrix when a scan
+needs them) are cached until the next write, with what the planner measured on that
+filter (:class:`FilterState`). A filtered search over ``m`` of ``n`` rows then runs one of
+three plans:
 
 - ``exact``: scan the ``m`` matching rows (cost ``a * m``: memory bandwidth);
 - ``walk``: walk the HNSW graph restricted to them (cost ``b * n / m``: it visits about
@@ -12,54 +14,78 @@ the next write. A filtered search over ``m`` of ``n`` rows then runs one of thre
   search, no per-node test.
 
 Which is cheapest depends on this machine (memory bandwidth against the graph walk), on the
-dimension and on the selectivity, so it is chosen by a cost model learned from this
-process's own timings (:class:`PlanCosts`), not by a constant. The first filtered search
-large enough to matter runs every plan that applies (twice: the warm run is timed) and
-answers from the exact one; every
-later one runs the cheapest and refines its estimate, and every ``EXPLORE_EVERY``-th also
-times the others that are estimated within ``EXPLORE_WITHIN`` times of it, when what they
-read is already cached; every ``FAR_EVERY``-th also those up to ``FAR_WITHIN`` times
-dearer (an estimate can be wrong by more than ``EXPLORE_WITHIN``). Costs are per unit (row,
-inverse selectivity, beam), so what is learned on one filter holds for the others. Whenever
-the exact plan ran beside an HNSW plan (calibrating, exploring), the HNSW plan's answers
-are checked against it, and a plan that kept less than ``RECALL_FLOOR`` of the true top k
-for a filter is not chosen for that filter again. A walk that returns fewer than
-``min(k, m)`` falls back to the exact scan, a post-filter that keeps too few to the walk.
+dimension, the selectivity and where the matches lie, so it is chosen by measurement, not
+by a constant, at two levels:
+
+- a filter's own timings: each plan run on a filter is timed, and once a filter repeats
+  (its second search), every plan estimated within ``EXPLORE_WITHIN`` times of the chosen
+  one that has not yet run on it is timed on it too; from then on the filter runs the plan
+  fastest *on it*. One search in ``EXPLORE_EVERY`` of a filter re-times those others, and
+  one planned search in ``FAR_EVERY`` also those estimated up to ``FAR_WITHIN`` times
+  dearer (an estimate can be wrong by more than ``EXPLORE_WITHIN``);
+- a cost model per unit (row, inverse selectivity, beam; :class:`PlanCosts`) learned from
+  every timing of the process, for a filter not measured yet. The first filtered search
+  large enough to matter runs every plan that applies (twice: the warm run is timed) and
+  answers from the exact one.
+
+Whenever the exact plan ran beside an HNSW plan (calibrating, exploring), the HNSW plan's
+answers are checked against it, and a plan that kept less than ``RECALL_FLOOR`` of the
+true top k for a filter is not chosen for that filter again. A walk that returns fewer
+than ``min(k, m)`` falls back to the exact scan, a post-filter that keeps too few to the
+walk.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..filter import Node
 from ..hits import Hit, make_hits
-from ..index import to_scores
+from ..index import exact_topk, largest_k, to_scores
 from .sqlfilter import compile_sql
 
 #: below this many matches the exact scan always wins (tens of microseconds): no plan to choose
 EXACT_BELOW = 1_000
-#: one planned filtered search in this many also times the plans not chosen ...
+#: a filter's own timings are gathered from its this-many-th search on (it repeats)
+REPEATS = 2
+#: one search of a filter in this many re-times the plans not chosen for it ...
 EXPLORE_EVERY = 200
 #: ... those estimated to cost at most this many times the chosen one (re-timing a plan
 #: estimated 100x dearer would cost that search 100x, to learn nothing that changes a choice)
 EXPLORE_WITHIN = 4.0
-#: ... and one in this many also those estimated up to FAR_WITHIN times dearer: an estimate
-#: can be wrong by more than EXPLORE_WITHIN (one slow first timing kept a walk estimated 14x
-#: too dear, so never re-timed, in a session's profile); at most FAR_WITHIN / FAR_EVERY
-#: (5%) of the queries' time goes to it
+#: ... and one planned search in this many also those estimated up to FAR_WITHIN times
+#: dearer: an estimate can be wrong by more than EXPLORE_WITHIN (one slow first timing kept a
+#: walk estimated 14x too dear, so never re-timed, in a session's profile); at most
+#: FAR_WITHIN / FAR_EVERY (5%) of the queries' time goes to it
 FAR_EVERY = 2_000
 FAR_WITHIN = 100.0
 #: a plan whose answers, checked against the exact scan's when both ran, kept less than this
 #: share of the true top k for a filter is not chosen for that filter again (on clustered
-#: data a restricted walk can miss matches that sit far from where the walk goes)
-RECALL_FLOOR = 0.9
+#: data a restricted walk can miss matches that sit far from where the walk goes: 0.61 in a
+#: session's measurement). Not higher: a small ``ef`` (the user's choice of speed over
+#: recall) keeps 0.85-0.9 on real data by itself, and at 0.9 it sent a 30% filter to a scan
+#: eight times dearer than either graph plan
+RECALL_FLOOR = 0.75
+#: ... once this many queries were checked (one query's recall is too noisy to judge by)
+RECALL_CHECKS = 3
 #: the post-filter plan fetches at most this many unfiltered neighbours
 POST_MAX_DEPTH = 1_024
 PLANS = ("exact", "walk", "post")
+#: filters whose matches (and measurements) are kept until the next write: at most this
+#: many, and this many bytes of row ids, vectors and membership sets
+FILTERS_KEPT = 64
+FILTER_BYTES = 256 << 20
+#: a membership set costs about this many bytes per member (a Python int in a set)
+SET_BYTES_PER_ROW = 64
+#: a filter's chosen plan is chosen again (from its own and the model's estimates) every
+#: this many searches; its own timing is updated by every search
+RECHOOSE_EVERY = 16
 
 
 def post_depth(k: int, m: int, n: int) -> int | None:
@@ -73,15 +99,41 @@ def post_depth(k: int, m: int, n: int) -> int | None:
     return depth if depth <= min(POST_MAX_DEPTH, n - 1) else None
 
 
+@dataclass(eq=False)
+class FilterState:
+    """One filter's matching rows and what the planner measured on it, until the next write."""
+
+    where: Node
+    rids: np.ndarray  # the matching row ids, sorted
+    vecs: np.ndarray | None = None  # their vectors, one contiguous matrix (read when a scan needs it)
+    allowed: Callable[[int], bool] | None = None  # a membership test (built when a walk needs it)
+    member: tuple[int, bytes] | None = None  # (first rid, a byte per rid from it): the post-filter's test
+    uses: int = 0
+    #: (plan, beam) -> seconds per query measured on this filter (smoothed); beam 0 for exact
+    timed: dict = field(default_factory=dict)
+    #: (k, ef) -> (plan, beam, units, searches until it is chosen again, post-filter depth)
+    chosen: dict = field(default_factory=dict)
+
+    @property
+    def m(self) -> int:
+        return len(self.rids)
+
+    def nbytes(self) -> int:
+        return (self.rids.nbytes + (0 if self.vecs is None else self.vecs.nbytes)
+                + (0 if self.allowed is None else SET_BYTES_PER_ROW * len(self.rids))
+                + (0 if self.member is None else len(self.member[1])))
+
+
 @dataclass
 class PlanCosts:
     """Learned per-query costs (seconds per unit) of the plans of one collection's filtered
     search: ``exact`` per matching row, ``walk`` per unit of inverse selectivity ``n / m``,
-    ``post`` per unit of beam width."""
+    ``post`` per unit of beam width. The estimate for a filter not measured yet."""
 
     per_unit: dict[str, float] = field(default_factory=dict)
     planned: int = 0
-    #: (plan, filter) -> the share of the exact top k its answers kept, when both ran
+    #: (plan, filter) -> (the share of the exact top k its answers kept when both ran, smoothed;
+    #: how many queries were checked)
     recall: dict = field(default_factory=dict)
     SMOOTHING = 0.3
 
@@ -90,24 +142,32 @@ class PlanCosts:
         return None if per is None else per * units
 
     def usable(self, plan: str, where=None) -> bool:
-        r = self.recall.get((plan, where))
-        return r is None or r >= RECALL_FLOOR
+        value, checked = self.recall.get((plan, where), (1.0, 0))
+        return checked < RECALL_CHECKS or value >= RECALL_FLOOR
 
-    def choose(self, units: dict[str, float], where=None) -> str | None:
+    def choose(self, units: dict[str, float], where=None, measured: dict | None = None) -> str | None:
         """The cheapest of the plans in ``units`` (plan -> its units for this query) whose
-        checked recall for this filter is not below :data:`RECALL_FLOOR`; None while any of
-        them is unmeasured."""
-        costs = {p: self.cost(p, u) for p, u in units.items()}
+        checked recall for this filter is not below :data:`RECALL_FLOOR`, by ``measured``
+        seconds (plan -> this filter's own timing) where given, else by the model; None while
+        the model lacks any of them."""
+        costs = self.estimates(units, measured)
         if None in costs.values():
             return None
         ok = [p for p in costs if self.usable(p, where)] or ["exact"]
         return min(ok, key=lambda p: (costs[p], PLANS.index(p)))
 
-    def observe_recall(self, plan: str, where, value: float) -> None:
+    def estimates(self, units: dict[str, float], measured: dict | None = None) -> dict[str, float | None]:
+        measured = measured or {}
+        return {p: measured[p] if p in measured else self.cost(p, u) for p, u in units.items()}
+
+    def observe_recall(self, plan: str, where, kept: list[float]) -> None:
+        """Record the share of the exact top k that ``plan`` kept, per query checked."""
         if len(self.recall) >= 1024:
             self.recall.clear()
-        old = self.recall.get((plan, where))
-        self.recall[(plan, where)] = value if old is None else (1 - self.SMOOTHING) * old + self.SMOOTHING * value
+        old, checked = self.recall.get((plan, where), (None, 0))
+        value = float(np.mean(kept))
+        self.recall[(plan, where)] = (value if old is None else (1 - self.SMOOTHING) * old + self.SMOOTHING * value,
+                                      checked + len(kept))
 
     def observe(self, plan: str, units: float, seconds_per_query: float) -> None:
         value = seconds_per_query / max(units, 1e-12)
@@ -115,41 +175,91 @@ class PlanCosts:
         self.per_unit[plan] = value if old is None else (1 - self.SMOOTHING) * old + self.SMOOTHING * value
 
 
+def _padded(labels: np.ndarray, dists: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """One query's labels and distances as the (1, k) arrays of a batch (-1 / inf after the last)."""
+    if len(labels) == k:
+        return labels[None], dists[None]
+    out_l = np.full((1, k), -1, dtype=np.int64)
+    out_d = np.full((1, k), np.inf, dtype=np.float32)
+    out_l[0, : len(labels)], out_d[0, : len(dists)] = labels, dists
+    return out_l, out_d
+
+
+def _lists(labels: np.ndarray, dists: np.ndarray) -> tuple[list, list]:
+    """One query's (1, k) result arrays as lists, without the -1 padding."""
+    rids = labels[0].tolist()
+    if -1 in rids:  # fewer than k: results are packed at the front
+        rids = rids[: rids.index(-1)]
+    return rids, dists[0, : len(rids)].tolist()
+
+
+def _smoothed(old: float | None, new: float) -> float:
+    return new if old is None else (1 - PlanCosts.SMOOTHING) * old + PlanCosts.SMOOTHING * new
+
+
 class Planner:
     """Filtered candidates, the exact-versus-HNSW plan, and hits from result arrays. (A part of :class:`.collection.CollectionStorage`.)"""
 
+    def filter_state(self, where: Node) -> FilterState:
+        """The cached state of a filter (its matching rows), read on first use after a write."""
+        self.sync()
+        st = self._filters.get(where)
+        if st is not None:
+            self._filters.move_to_end(where)
+            return st
+        sql, params = compile_sql(where)
+        rows = self._q(f"SELECT rid FROM records WHERE collection_id = ? AND {sql} ORDER BY rid", [self.cid, *params])
+        st = FilterState(where, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
+        self._filters[where] = st
+        self._trim_filters()
+        return st
+
+    def _trim_filters(self) -> None:
+        while len(self._filters) > 1 and (len(self._filters) > FILTERS_KEPT
+                                          or sum(s.nbytes() for s in self._filters.values()) > FILTER_BYTES):
+            self._filters.popitem(last=False)
+
+    def _vectors_of(self, st: FilterState) -> np.ndarray:
+        """The matching rows' vectors (in the order of ``st.rids``), read once per filter."""
+        if st.vecs is None:
+            sql, params = compile_sql(st.where)
+            rows = self._q(f"SELECT rid, vector FROM records WHERE collection_id = ? AND {sql} ORDER BY rid",
+                           [self.cid, *params])
+            rids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            if not np.array_equal(rids, st.rids):  # another process wrote in between: these are newer
+                st.rids, st.allowed, st.member = rids, None, None
+            st.vecs = (np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.spec.dim)
+                       if rows else np.zeros((0, self.spec.dim), np.float32))
+            self._trim_filters()
+        return st.vecs
+
+    def _allowed_of(self, st: FilterState) -> Callable[[int], bool]:
+        if st.allowed is None:
+            st.allowed = set(st.rids.tolist()).__contains__
+            self._trim_filters()
+        return st.allowed
+
+    def _member_of(self, st: FilterState) -> tuple[int, bytes]:
+        """A byte per row id from the filter's first matching one to its last, 1 where it
+        matches: the post-filter's membership test for one query (a binary search over the
+        sorted row ids missed the caches on each probe right after a graph walk, 19 us a
+        query; numpy's calls on 20 labels cost more than indexing bytes in Python)."""
+        if st.member is None:
+            lo = int(st.rids[0]) if st.m else 0
+            member = np.zeros(int(st.rids[-1]) - lo + 1 if st.m else 1, dtype=np.uint8)
+            member[st.rids - lo] = 1
+            st.member = (lo, member.tobytes())
+            self._trim_filters()
+        return st.member
+
     def candidates(self, where: Node | None, with_vectors: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """rids (and vectors) of the records matching a filter; cached per filter until the next write."""
-        self.sync()
-        key = (where, int(with_vectors))
-        hit = self._filter_cache.get(key)
-        if hit is not None:
-            self._filter_cache.move_to_end(key)
-            return hit
-        sql, params = compile_sql(where)
-        cols = "rid, vector" if with_vectors else "rid"
-        rows = self._q(f"SELECT {cols} FROM records WHERE collection_id = ? AND {sql} ORDER BY rid", [self.cid, *params])
-        rids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vecs = None
-        if with_vectors:
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.spec.dim) if rows else np.zeros((0, self.spec.dim), np.float32)
-        value = (rids, vecs)
-        self._filter_cache[key] = value
-        self._filter_cache_bytes += rids.nbytes + (vecs.nbytes if vecs is not None else 0)
-        while len(self._filter_cache) > 1 and (len(self._filter_cache) > 64 or self._filter_cache_bytes > 256 << 20):
-            _, (r, v) = self._filter_cache.popitem(last=False)
-            self._filter_cache_bytes -= r.nbytes + (v.nbytes if v is not None else 0)
-        return value
+        st = self.filter_state(where)
+        return st.rids, (self._vectors_of(st) if with_vectors else None)
 
     def allowed(self, where: Node | None):
         """A membership test for the rids matching a filter (cached with the match set)."""
-        rids, _ = self.candidates(where, with_vectors=False)
-        key = ("allowed", where)
-        hit = self._allowed_cache.get(key)
-        if hit is None or hit[0] is not rids:
-            hit = (rids, set(rids.tolist()).__contains__)
-            self._allowed_cache = {key: hit} if len(self._allowed_cache) >= 16 else {**self._allowed_cache, key: hit}
-        return hit[1]
+        return self._allowed_of(self.filter_state(where))
 
     def _vector_arrays(self, qvecs: np.ndarray, k: int, where: Node | None, *, exact: bool,
                        ef: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -163,43 +273,74 @@ class Planner:
             if len(short):  # the graph walk found fewer than k: answer those queries exactly
                 labels[short], dists[short] = self.exact(qvecs[short], k)
             return labels, dists
-        rids, _ = self.candidates(where, with_vectors=False)
-        m = len(rids)
-        if exact or m <= max(EXACT_BELOW, k):
-            return self.exact(qvecs, k, where)
+        st = self.filter_state(where)
+        if exact or st.m <= max(EXACT_BELOW, k):
+            return self._scan(st, qvecs, k)
+        return self._planned(st, qvecs, k, ef)
+
+    def _scan(self, st: FilterState, qvecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return exact_topk(self._vectors_of(st), st.rids, qvecs, k, self.spec.metric, unit=self.spec.normalize)
+
+    def _run(self, which: str, st: FilterState, index, qvecs: np.ndarray, k: int, ef: int | None, depth: int | None):
+        if which == "exact":
+            return self.exact(qvecs, k, st.where)
+        if which == "walk":
+            return self._walk(index, qvecs, k, st.where, ef, st.m)
+        return self._post(index, qvecs, k, st.where, ef, depth, st.rids)
+
+    def _planned(self, st: FilterState, qvecs: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
         index = self.index()
         nq, costs = len(qvecs), self._plan_costs
-        units, depth = self._plan_units(index, m, k, ef)
-        plan = costs.choose(units, where)
-        costs.planned += plan is not None
-        if plan is None:  # calibrate: every plan that applies, the exact one answering
+        st.uses += 1
+        key = (k, ef)
+        chosen = st.chosen.get(key)
+        if (chosen is not None and chosen[3] > 0 and st.uses > REPEATS and st.uses % EXPLORE_EVERY
+                and (costs.planned + 1) % FAR_EVERY):
+            # the common case: this filter's plan, chosen a few searches ago; its timing kept current
+            plan, beam, unit, left, depth = chosen
+            st.chosen[key] = (plan, beam, unit, left - 1, depth)
+            costs.planned += 1
+            t0 = time.perf_counter()
+            out = self._run(plan, st, index, qvecs, k, ef, depth)
+            spent = (time.perf_counter() - t0) / nq
+            st.timed[(plan, beam)] = _smoothed(st.timed.get((plan, beam)), spent)
+            costs.observe(plan, unit, spent)
+            return out
+        units, depth = self._plan_units(index, st.m, k, ef)
+        beams = self._beams(index, k, ef, depth)
+        measured = {p: st.timed[(p, beams[p])] for p in units if (p, beams[p]) in st.timed}
+        plan = costs.choose(units, st.where, measured)
+        if plan is not None:
+            costs.planned += 1
+        if plan is None:  # calibrate the model: every plan that applies, the exact one answering
             runs = list(units)
-        elif costs.planned % EXPLORE_EVERY == 0:
-            # re-time the others now and then, but only when what they read is already
-            # cached: a cold read of m vectors would cost a query far more than the search
-            within = FAR_WITHIN if costs.planned % FAR_EVERY == 0 else EXPLORE_WITHIN
-            limit = within * costs.cost(plan, units[plan])
-            runs = [plan] + [p for p in units if p != plan and self._warm(where, p)
-                             and costs.cost(p, units[p]) <= limit]
         else:
+            est = costs.estimates(units, measured)
+            within = (FAR_WITHIN if costs.planned % FAR_EVERY == 0 else
+                      EXPLORE_WITHIN if st.uses % EXPLORE_EVERY == 0 else 0.0)
             runs = [plan]
+            for p in units:
+                if p == plan:
+                    continue
+                new_here = st.uses >= REPEATS and p not in measured  # the filter repeats: time it on it
+                if (new_here and est[p] <= EXPLORE_WITHIN * est[plan]) or (
+                        p in measured and est[p] <= within * est[plan]):
+                    runs.append(p)
         out = None
         results = {}
         for which in runs:
             # what each plan reads once per filter (the rows' vectors, the membership set) is
-            # cached: build it before the clock starts, so the estimate is of the search itself
-            self.candidates(where, with_vectors=True) if which == "exact" else self.allowed(where)
+            # read before the clock starts, so the timing is of the search itself
+            self._vectors_of(st) if which == "exact" else self._allowed_of(st) if which == "walk" else None
+            # a plan not run just before is timed warm (its second run counts): right after another
+            # plan its data are out of the caches (a 10,000-row scan after a walk: 3.5x its cost)
             best = float("inf")
-            for _ in range(2 if plan is None else 1):  # calibrating: the second, warm run counts
+            for _ in range(2 if which != plan else 1):
                 t0 = time.perf_counter()
-                if which == "exact":
-                    result = self.exact(qvecs, k, where)
-                elif which == "walk":
-                    result = self._walk(index, qvecs, k, where, ef, m)
-                else:
-                    result = self._post(index, qvecs, k, where, ef, depth, rids)
+                result = self._run(which, st, index, qvecs, k, ef, depth)
                 best = min(best, time.perf_counter() - t0)
             costs.observe(which, units[which], best / nq)
+            st.timed[(which, beams[which])] = _smoothed(st.timed.get((which, beams[which])), best / nq)
             results[which] = result
             if which == (plan or "exact"):
                 out = result
@@ -209,8 +350,18 @@ class Planner:
                 got = results[which][0]
                 kept = [len(set(t[t >= 0].tolist()) & set(g[g >= 0].tolist())) / max(1, int((t >= 0).sum()))
                         for t, g in zip(truth, got)]
-                costs.observe_recall(which, where, float(np.mean(kept)))
+                costs.observe_recall(which, st.where, kept)
+        measured = {p: st.timed[(p, beams[p])] for p in units if (p, beams[p]) in st.timed}
+        now = costs.choose(units, st.where, measured)
+        if now is not None:
+            st.chosen[key] = (now, beams[now], units[now], RECHOOSE_EVERY, depth)
         return out
+
+    def _beams(self, index, k: int, ef: int | None, depth: int | None) -> dict[str, int]:
+        """What each plan's cost depends on besides the filter: the walk's and the
+        post-filter's beam widths (0 for the scan)."""
+        ef = ef or index.params.ef_search
+        return {"exact": 0, "walk": max(ef, k), "post": max(ef, depth or 0)}
 
     def _plan_units(self, index, m: int, k: int, ef: int | None) -> tuple[dict[str, float], int | None]:
         """The plans that apply to a filter matching ``m`` rows, each with its cost units; the
@@ -224,25 +375,85 @@ class Planner:
 
     def explain(self, where: Node | None, k: int = 10, ef: int | None = None) -> dict:
         """How a filtered search for ``k`` would run now: matches, the plan (None until the
-        costs are learned) and each plan's estimated seconds per query."""
+        costs are learned), each plan's estimated seconds per query and which of those were
+        measured on this filter."""
         with self.store._lock:
-            rids, _ = self.candidates(where, with_vectors=False)
-            m = len(rids)
+            st = self.filter_state(where)
+            m = st.m
             if m <= max(EXACT_BELOW, k):
-                return {"matches": m, "plan": "exact", "estimates": {}}
-            units, _ = self._plan_units(self.index(), m, k, ef)
-            return {"matches": m, "plan": self._plan_costs.choose(units, where),
-                    "estimates": {p: self._plan_costs.cost(p, u) for p, u in units.items()}}
+                return {"matches": m, "plan": "exact", "estimates": {}, "measured": []}
+            index = self.index()
+            units, depth = self._plan_units(index, m, k, ef)
+            beams = self._beams(index, k, ef, depth)
+            measured = {p: st.timed[(p, beams[p])] for p in units if (p, beams[p]) in st.timed}
+            return {"matches": m, "plan": self._plan_costs.choose(units, where, measured),
+                    "estimates": self._plan_costs.estimates(units, measured), "measured": sorted(measured)}
 
-    def _warm(self, where: Node, plan: str) -> bool:
-        """Whether what ``plan`` reads for this filter (the rows' vectors, the membership set) is cached."""
-        if plan == "exact":
-            return (where, 1) in self._filter_cache
-        if plan == "walk":
-            return ("allowed", where) in self._allowed_cache
-        return True  # the post-filter reads the row ids, which the planner has read already
+    # -- one query, the steady state: the filter's chosen plan, lists out, nothing else --------
+    def filtered_one(self, vector: np.ndarray, k: int, ef: int | None, where: Node) -> tuple[list, list]:
+        """One filtered query: (row ids, distances) lists, best first. A filter seen before
+        runs its chosen plan through the lean single-query code; anything else (a new filter,
+        a write since, an exploration due, too few found) takes the general path."""
+        st = self._filters.get(where)
+        if st is None or self.store._poll() != self._generation:
+            st = self.filter_state(where)
+        if st.m <= max(EXACT_BELOW, k):
+            found = self._exact_one(st, vector, k)
+            return found if found is not None else _lists(*self._scan(st, vector[None], k))
+        chosen = st.chosen.get((k, ef))
+        costs = self._plan_costs
+        if (chosen is None or chosen[3] <= 0 or st.uses < REPEATS or (st.uses + 1) % EXPLORE_EVERY == 0
+                or (costs.planned + 1) % FAR_EVERY == 0):
+            return _lists(*self._planned(st, vector[None], k, ef))
+        plan, beam, unit, left, depth = chosen
+        index = self._index if self._index is not None else self.index()
+        t0 = time.perf_counter()
+        found = (self._exact_one(st, vector, k) if plan == "exact" else
+                 self._walk_one(index, st, vector, k, beam) if plan == "walk" else
+                 self._post_one(index, st, vector, k, ef, depth))
+        if found is None:  # too few found (or a metric the lean scan does not take)
+            return _lists(*self._planned(st, vector[None], k, ef))
+        spent = time.perf_counter() - t0
+        st.uses += 1
+        costs.planned += 1
+        st.chosen[(k, ef)] = (plan, beam, unit, left - 1, depth)
+        st.timed[(plan, beam)] = _smoothed(st.timed.get((plan, beam)), spent)
+        costs.observe(plan, unit, spent)
+        return found
+
+    def _exact_one(self, st: FilterState, vector: np.ndarray, k: int) -> tuple[list, list] | None:
+        if not (self.spec.metric == "dot" or (self.spec.metric == "cosine" and self.spec.normalize)):
+            return None
+        sims = self._vectors_of(st) @ vector
+        pos = largest_k(sims, k)
+        return st.rids[pos].tolist(), (1.0 - sims[pos]).tolist()
+
+    def _walk_one(self, index, st: FilterState, vector: np.ndarray, k: int, beam: int) -> tuple[list, list] | None:
+        found = index.nearest(vector, k, beam, self._allowed_of(st))
+        if found is None or len(found[0]) < min(k, st.m):
+            return None
+        return found[0].tolist(), found[1].tolist()
+
+    def _post_one(self, index, st: FilterState, vector: np.ndarray, k: int, ef: int | None,
+                  depth: int) -> tuple[list, list] | None:
+        found = index.nearest(vector, depth, max(ef or index.params.ef_search, depth))
+        if found is None:
+            return None
+        lo, member = self._member_of(st)
+        top = len(member)
+        labels = found[0].tolist()
+        keep = [i for i, r in enumerate(labels) if 0 <= r - lo < top and member[r - lo]][:k]
+        if len(keep) < min(k, st.m):
+            return None
+        dists = found[1].tolist()
+        return [labels[i] for i in keep], [dists[i] for i in keep]
 
     def _walk(self, index, qvecs: np.ndarray, k: int, where: Node, ef: int | None, m: int):
+        if len(qvecs) == 1:  # one query: no batch bookkeeping
+            found = index.nearest(qvecs[0], k, max(ef or index.params.ef_search, k), self.allowed(where))
+            if found is not None and len(found[0]) >= min(k, m):
+                return _padded(*found, k)
+            return self.exact(qvecs, k, where)  # too few matches found: scan them
         labels, dists = index.search(qvecs, k, ef=max(ef or index.params.ef_search, k), allowed=self.allowed(where))
         short = ((labels >= 0).sum(axis=1) < min(k, m)).nonzero()[0]
         if len(short):  # the graph walk found too few matches: fall back to scanning them
@@ -252,6 +463,11 @@ class Planner:
     def _post(self, index, qvecs: np.ndarray, k: int, where: Node, ef: int | None, depth: int, rids: np.ndarray):
         """The ``depth`` nearest of the whole graph, those matching kept (``rids``: the
         matching row ids, sorted); queries left with too few go to the restricted walk."""
+        if len(qvecs) == 1:  # one query: no batch bookkeeping
+            found = self._post_one(index, self.filter_state(where), qvecs[0], k, ef, depth)
+            if found is not None:
+                return _padded(np.asarray(found[0], np.int64), np.asarray(found[1], np.float32), k)
+            return self._walk(index, qvecs, k, where, ef, len(rids))
         labels, dists = index.search(qvecs, depth, ef=max(ef or index.params.ef_search, depth))
         m = len(rids)
         at = np.searchsorted(rids, labels)
