@@ -94,3 +94,68 @@ def test_hits_convert_to_a_frame_and_an_arrow_table_in_one_call(store):
     assert table.num_rows == 4 and table.column("query").to_pylist() == [0, 0, 1, 1]
     assert {"id", "score", "distance", "document", "year"} <= set(table.column_names)
     assert ls.hits_to_pandas([]).empty and ls.hits_to_arrow([]).num_rows == 0
+
+
+def test_hits_for_builds_the_same_hits_as_the_columns_and_parses_nested_metadata_per_call(tmp_path):
+    """The single-query hot path (``hits_for``): the same hits as make_hits over the
+    columns, flat metadata shared read-only, nested metadata parsed anew per call, cache
+    misses fetched."""
+    st = ls.open_store(tmp_path / "s")
+    col = st.create_collection("c", space=SPEC)
+    col.add(["a", "b"], documents=["A", None], metadatas=[{"k": 1}, {}], vectors=unit_rows(2, 8, seed=3))
+    storage = col._storage
+    rids = [r[0] for r in storage._q("SELECT rid FROM records WHERE collection_id = ? ORDER BY rid", (storage.cid,))]
+    storage._row_cache.clear()
+    storage._row_cache_bytes = 0
+    first = storage.hits_for(rids, [0.25, 0.5])  # misses: fetched
+    again = storage.hits_for(rids, [0.25, 0.5])  # hits of the cache
+    want = make_hits(*storage.hit_columns(rids), [0.75, 0.5], [0.25, 0.5])
+    assert first == again == want and all(type(h) is Hit for h in again)
+    assert again[0].metadata is first[0].metadata and isinstance(again[0].metadata, FrozenDict)
+    assert storage.hits_for([], []) == []
+    assert not storage._nested_cached
+    col.add(["n"], metadatas=[{"tags": ["x"]}], vectors=unit_rows(1, 8, seed=4))
+    rid = storage._q("SELECT rid FROM records WHERE id = 'n'")[0][0]
+    one, two = storage.hits_for([rid], [0.0]), storage.hits_for([rid], [0.0])
+    assert storage._nested_cached and one == two and one[0].metadata is not two[0].metadata
+    assert one[0].metadata["tags"] is not two[0].metadata["tags"]  # no hit can change what another sees
+    st.close()
+
+
+def test_largest_k_is_the_k_largest_in_order_on_every_size():
+    """Sorting a short array, selecting on a middling one and the sampled threshold on a long
+    one all give the k largest, best first (ties, all-equal and k >= m included)."""
+    import numpy as np
+
+    from latentspace.storage.index import largest_k
+
+    rng = np.random.default_rng(0)
+    for m in (1, 5, 111, 256, 257, 1023, 1024, 5000, 20_000):
+        for k in (1, 10, 100, m, m + 3):
+            for s in (rng.standard_normal(m).astype(np.float32),
+                      np.round(rng.standard_normal(m), 1).astype(np.float32),  # many ties
+                      np.ones(m, np.float32)):
+                got = largest_k(s, k)
+                assert len(got) == min(k, m) and len(set(got.tolist())) == len(got)
+                assert np.array_equal(s[got], np.sort(s)[::-1][: min(k, m)]), (m, k)
+
+
+def test_single_query_exact_equals_the_batch_path():
+    import numpy as np
+
+    from latentspace.storage.index import exact_topk
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3000, 16)).astype(np.float32)
+    labels = np.arange(3000, dtype=np.int64) * 7
+    for metric, unit in (("cosine", False), ("dot", False), ("l2", False)):
+        q = rng.standard_normal((2, 16)).astype(np.float32)
+        one_l, one_d = exact_topk(x, labels, q[:1], 10, metric, unit=unit)
+        two_l, two_d = exact_topk(x, labels, q, 10, metric, unit=unit)
+        assert np.array_equal(one_l[0], two_l[0]) and np.allclose(one_d[0], two_d[0], atol=1e-5), metric
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    q = xn[:2] + 0.01
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    one_l, one_d = exact_topk(xn, labels, q[:1], 10, "cosine", unit=True)
+    two_l, two_d = exact_topk(xn, labels, q, 10, "cosine", unit=True)
+    assert one_l[0, 0] == 0 and np.array_equal(one_l[0], two_l[0]) and np.allclose(one_d[0], two_d[0], atol=1e-6)

@@ -248,3 +248,44 @@ def test_a_plan_estimated_far_too_dear_is_timed_again_now_and_then(filled, monke
     chosen = storage.explain(storage_node(where))["plan"]
     col.search(vector=qvecs[1], space=enc.spec, k=10, where=where)
     assert chosen != "walk" and ran and st.timed[walk_key] < wrong
+
+
+def test_the_lean_single_query_plans_agree_with_the_general_path_and_see_writes(filled, monkeypatch):
+    """A repeated filter runs its chosen plan through the lean single-query code: each plan's
+    answers agree with the exact scan, and a write (add, then delete) is seen by the very
+    next query."""
+    from latentspace.storage.embedded import planner
+
+    col, qvecs, enc = filled
+    storage = col._storage
+    storage._plan_costs = planner.PlanCosts()
+    storage._filters.clear()
+    where = {"bucket": {"$in": [1, 2, 3, 4, 5, 6, 7, 8]}}
+    node = storage_node(where)
+    for cheap in ("exact", "walk", "post"):
+        for i in range(planner.REPEATS + 2):  # past the first searches: the lean path
+            col.search(vector=qvecs[i], space=enc.spec, k=10, where=where)
+        st = storage._filters[node]
+        for key in st.timed:
+            st.timed[key] = 1e-12 if key[0] == cheap else 1.0
+        st.chosen.clear()
+        col.search(vector=qvecs[0], space=enc.spec, k=10, where=where)  # chooses again
+        assert st.chosen[(10, None)][0] == cheap
+        general = []
+        real = type(storage)._planned
+        monkeypatch.setattr(type(storage), "_planned", lambda self, *a, **kw: general.append(1) or real(self, *a, **kw))
+        for q in qvecs[10:30]:
+            single = col.search(vector=q, space=enc.spec, k=10, where=where)
+            exact = col.search_batch(vectors=q[None], space=enc.spec, k=10, where=where, mode="exact")[0]
+            agree = len({h.id for h in single} & {h.id for h in exact})
+            assert len(single) == 10 and agree >= (10 if cheap == "exact" else 8), (cheap, agree)
+            assert [h.distance for h in single] == sorted(h.distance for h in single)
+            if cheap == "exact":
+                assert [(h.id, h.score) for h in single] == [(h.id, h.score) for h in exact]
+        assert len(general) <= 2  # the lean path answered (a re-choice every RECHOOSE_EVERY aside)
+        monkeypatch.undo()
+        q = qvecs[40]
+        col.add(["written-now"], vectors=q[None], metadatas=[{"bucket": 4}], space=enc.spec)
+        assert col.search(vector=q, space=enc.spec, k=10, where=where)[0].id == "written-now"
+        col.delete(ids=["written-now"])
+        assert "written-now" not in {h.id for h in col.search(vector=q, space=enc.spec, k=10, where=where)}

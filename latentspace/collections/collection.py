@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 Mode = Literal["vector", "exact", "keyword", "hybrid"]
 MODES = ("vector", "exact", "keyword", "hybrid")
+_FLOAT32 = np.dtype(np.float32)  # native float32 (another byte order is another dtype: the general path)
 
 
 @dataclass(frozen=True)
@@ -327,7 +328,7 @@ class Collection:
             return None
         if not (type(alpha) in (int, float) and 0.0 <= alpha <= 1.0):  # unused by vector mode, checked alike
             return None
-        if not (isinstance(vector, np.ndarray) and vector.dtype == np.float32 and vector.shape == (spec.dim,)):
+        if not (isinstance(vector, np.ndarray) and vector.dtype is _FLOAT32 and vector.shape == (spec.dim,)):
             return None
         if space is None:
             if self._info.encoder is not None:

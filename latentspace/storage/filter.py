@@ -102,12 +102,16 @@ def _frozen(value: Any) -> tuple:
     """``value`` as a hashable key that tells types apart (``1``, ``1.0`` and ``True`` hash
     alike in Python); TypeError for anything but plain dicts, lists and scalars."""
     t = type(value)
-    if t is dict:
-        if not all(type(k) is str for k in value):
-            raise TypeError
-        return (dict, *[(k, _frozen(v)) for k, v in value.items()])
+    if t is dict:  # scalars inline: a query loop's filter is keyed in half the time of a call per leaf
+        out = [dict]
+        for k, v in value.items():
+            if type(k) is not str:
+                raise TypeError
+            tv = type(v)
+            out.append((k, (tv, v) if tv in _PLAIN else _frozen(v)))
+        return tuple(out)
     if t is list:
-        return (list, *[_frozen(v) for v in value])
+        return (list, *[(type(v), v) if type(v) in _PLAIN else _frozen(v) for v in value])
     if t in _PLAIN:
         return (t, value)
     raise TypeError

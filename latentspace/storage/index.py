@@ -74,6 +74,8 @@ def exact_distances(
     return 1.0 - sims
 
 
+#: up to this many scores :func:`largest_k` sorts them all (2 us against 4 us at 111 scores)
+SORT_ALL_BELOW = 256
 #: from this many scores on, :func:`largest_k` selects through a sampled threshold
 SAMPLED_SELECT_FROM = 1_024
 _SAMPLE_STEP = 16
@@ -90,6 +92,8 @@ def largest_k(scores: np.ndarray, k: int) -> np.ndarray:
     m = scores.shape[0]
     if k >= m:
         return np.argsort(scores, kind="stable")[::-1]
+    if m <= SORT_ALL_BELOW:  # one sort of a short array costs less than a selection and a sort
+        return np.argsort(scores)[: -k - 1 : -1]
     if m >= SAMPLED_SELECT_FROM and k * 4 * _SAMPLE_STEP <= m:
         sample = scores[::_SAMPLE_STEP]
         r = len(sample) - (k // _SAMPLE_STEP + 2)

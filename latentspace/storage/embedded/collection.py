@@ -22,12 +22,12 @@ from ...core.space import SpaceSpec
 from ...core.validation import canonical_json
 from ..base import Capabilities, CollectionBackend
 from ..filter import Node
-from ..hits import Hit, make_hits
+from ..hits import Hit
 from ..index import HnswIndex, HnswParams, exact_topk, to_scores
 from .annfiles import IndexFiles
 from .changelog import ChangeLog
 from .matrix import ExactMatrix, _Matrix
-from .planner import EXACT_BELOW, FilterState, PlanCosts, Planner
+from .planner import FilterState, PlanCosts, Planner
 from .rowcache import Row, RowCache, chunks
 from .sqlfilter import compile_sql
 from .sqlite import fts_table, read_all, write_txn
@@ -68,6 +68,7 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
         self._generation = store._generation
         self._filters: OrderedDict[Node, FilterState] = OrderedDict()  # per filter, until the next write
         self._row_cache: OrderedDict[int, tuple] = OrderedDict()
+        self._nested_cached = False  # whether any cached row's metadata is nested (kept as JSON text)
         self._row_cache_bytes = 0
         self._plan_costs = PlanCosts()
         self._rid_of: dict[str, int] | None = None  # id -> rid for the neighbour graph, until the next write
@@ -326,7 +327,7 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
         with self.store._lock:
             if where is not None:
                 rids, d = self.filtered_one(vector, k, ef, where)
-                return make_hits(*self.hit_columns(rids), to_scores(d, self.spec.metric), d)
+                return self.hits_for(rids, d)
             index = self._index
             if index is None or self.store._poll() != self._generation:
                 index = self.index()
@@ -334,7 +335,7 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
             if found is None:
                 return None  # the general path falls back to an exact scan
             rids, dists = found
-            return make_hits(*self.hit_columns(rids), to_scores(dists, self.spec.metric), dists)
+            return self.hits_for(rids, dists)
 
     def search(self, queries: np.ndarray, k: int, where: Node | None, *, exact: bool, ef: int | None,
                with_vectors: bool) -> list[list[Hit]]:

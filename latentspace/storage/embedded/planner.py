@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -54,16 +53,17 @@ from .sqlfilter import compile_sql
 EXACT_BELOW = 1_000
 #: a filter's own timings are gathered from its this-many-th search on (it repeats)
 REPEATS = 2
-#: one search of a filter in this many re-times the plans not chosen for it ...
-EXPLORE_EVERY = 200
+#: one search of a filter in this many re-times the plans not chosen for it (twice: the
+#: first run warms the caches; 1-2% of the queries' time at 500) ...
+EXPLORE_EVERY = 500
 #: ... those estimated to cost at most this many times the chosen one (re-timing a plan
 #: estimated 100x dearer would cost that search 100x, to learn nothing that changes a choice)
 EXPLORE_WITHIN = 4.0
 #: ... and one planned search in this many also those estimated up to FAR_WITHIN times
 #: dearer: an estimate can be wrong by more than EXPLORE_WITHIN (one slow first timing kept a
 #: walk estimated 14x too dear, so never re-timed, in a session's profile); at most
-#: FAR_WITHIN / FAR_EVERY (5%) of the queries' time goes to it
-FAR_EVERY = 2_000
+#: 2 x FAR_WITHIN / FAR_EVERY (4%) of the queries' time goes to it
+FAR_EVERY = 5_000
 FAR_WITHIN = 100.0
 #: a plan whose answers, checked against the exact scan's when both ran, kept less than this
 #: share of the true top k for a filter is not chosen for that filter again (on clustered

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from ...core.frozen import EMPTY, FrozenDict
+from ..hits import Hit, make_hits
+from ..index import to_scores
 
 ROW_CACHE_BYTES = 64 << 20  # rows (id, document, metadata) kept in memory for search results
 _CHUNK = 500  # SQL variables per IN (...) list
@@ -82,6 +84,25 @@ class RowCache:
             metas = [m if type(m) is not str else FrozenDict(json.loads(m)) for m in metas]
         return ids, docs, metas
 
+    def hits_for(self, rids: list[int], dists: list[float]) -> list[Hit]:
+        """One query's hits from its row ids and distances (best first): the single-query hot
+        path. When every row is cached with flat metadata (the usual case) each hit is one
+        tuple built in a list comprehension (1.5 us less for 10 hits than :func:`make_hits`'s
+        columns); anything else goes through :meth:`hit_columns`."""
+        if not rids:
+            return []
+        scores = to_scores(dists, self.spec.metric)
+        if not self._nested_cached:
+            cache = self._row_cache
+            try:
+                found = itemgetter(*rids)(cache) if len(rids) > 1 else (cache[rids[0]],)
+            except KeyError:
+                pass
+            else:
+                new = tuple.__new__
+                return [new(Hit, (e[0], s, e[1], e[2], d, None, None)) for e, s, d in zip(found, scores, dists)]
+        return make_hits(*self.hit_columns(rids), scores, dists)
+
     def fetch(self, rids: list[int], with_vectors: bool = False) -> dict[int, Row]:
         """Rows by rid, with read-only metadata. A rid's row never changes (an upsert writes a
         new rid), so rows are cached in memory (bounded by bytes) and a cached row is current."""
@@ -124,6 +145,7 @@ class RowCache:
         frozen = FrozenDict(meta) if meta else EMPTY
         if cached is None:
             entry = (rec_id, doc, frozen if flat else meta_text)
+            self._nested_cached |= not flat
             self._row_cache[rid] = entry
             self._row_cache_bytes += _entry_bytes(entry)
             while self._row_cache_bytes > ROW_CACHE_BYTES and self._row_cache:
