@@ -108,10 +108,11 @@ def test_the_filtered_plan_follows_measured_costs(filled, monkeypatch):
         "estimates": {"exact": 1.0 * m, "walk": 1.0 * n / m, "post": 1e-12 * max(64, planner.post_depth(10, m, n))}}
 
 
-def test_a_filter_that_repeats_runs_the_plan_fastest_on_it(filled, monkeypatch):
-    """The model's estimate (learned on other filters) chooses a filter's first plan; from its
-    second search on, the plans estimated within EXPLORE_WITHIN are timed on the filter
-    itself, and the filter then runs the plan fastest on it, whatever the model says."""
+def test_a_filter_that_repeats_tries_the_plans_within_reach_and_keeps_the_fastest_on_it(filled):
+    """The model's estimate (learned on other filters) chooses a filter's first plan; once the
+    filter repeats, each plan estimated within TRIAL_WITHIN runs TRIAL_SEARCHES searches in a
+    row (a trial: its steady cost on this filter), and the filter then runs the plan fastest
+    on it, whatever the model says."""
     from latentspace.storage.embedded import planner
 
     col, qvecs, enc = filled
@@ -123,28 +124,37 @@ def test_a_filter_that_repeats_runs_the_plan_fastest_on_it(filled, monkeypatch):
     node = storage_node(where)
     costs = storage._plan_costs
     n, m = len(col), col.count(where)
-    costs.per_unit.update(exact=1.0, walk=1e-6 / (n / m), post=2e-6 / max(64, planner.post_depth(10, m, n)))
-    ran = []
-    for name in ("exact", "_walk", "_post"):
-        real = getattr(type(storage), name)
-        monkeypatch.setattr(type(storage), name, lambda self, *a, _r=real, _n=name, **kw:
-                            ran.append(_n.strip("_")) or _r(self, *a, **kw))
-    col.search(vector=qvecs[1], space=enc.spec, k=10, where=where)
-    assert ran == ["walk"]  # the model's choice; nothing else timed on a filter seen once
+    # walk estimated cheapest, post within TRIAL_WITHIN of it, the scan far beyond
+    costs.per_unit.update(exact=1.0, walk=1e-3 / (n / m), post=2e-3 / max(64, planner.post_depth(10, m, n)))
+    key = (10, None)
+
+    def search(i):
+        hits = col.search(vector=qvecs[i % len(qvecs)], space=enc.spec, k=10, where=where)
+        assert len(hits) == 10 and all(h.metadata["bucket"] >= 2 for h in hits)
+
+    search(1)
     st = storage._filters[node]
-    walk_key = next(key for key in st.timed if key[0] == "walk")
-    st.timed[walk_key] = 1e-6  # as the model said; post estimated 2x that: within 4x
-    ran.clear()
-    col.search(vector=qvecs[2], space=enc.spec, k=10, where=where)
-    assert ran[0] == "walk" and set(ran) == {"walk", "post"}  # it repeats: post (within 4x) timed on it
-    assert {p for p, _ in st.timed} == {"walk", "post"}
-    for key in st.timed:  # on this filter, post turned out cheaper
-        st.timed[key] = 1e-9 if key[0] == "post" else 1.0
-    costs.per_unit.update(walk=1e-12)  # whatever the model says
+    assert st.chosen[key][0] == "walk" and not st.steady  # the model's choice; no trial for a filter seen once
+    walk_t = next(v for (p, _), v in st.timed.items() if p == "walk")  # timed on the filter now
+    costs.per_unit["post"] = 2 * walk_t / max(64, planner.post_depth(10, m, n))  # post estimated at 2x that
+    search(2)
+    assert st.chosen[key][0] == "post" and st.chosen[key][3] == planner.TRIAL_SEARCHES  # it repeats: post tried
+    for i in range(planner.TRIAL_SEARCHES):
+        search(3 + i)
+    assert {p for p, _ in st.steady} >= {"post"}
+    for i in range(planner.TRIAL_SEARCHES + 2):  # the walk, never run steadily, gets its trial too
+        search(40 + i)
+    assert {p for p, _ in st.steady} == {"walk", "post"}
+    timed = {p: st.timed[(p, b)] for p, b in st.steady}
+    for i in range(planner.RECHOOSE_EVERY + 1):
+        search(80 + i)
+    assert st.chosen[key][0] in ("walk", "post")
+    for k_ in st.timed:  # on this filter, post is the cheaper, whatever the model says
+        st.timed[k_] = 1e-9 if k_[0] == "post" else 1.0
+    costs.per_unit.update(walk=1e-12)
     st.chosen.clear()
-    ran.clear()
-    hits = col.search(vector=qvecs[3], space=enc.spec, k=10, where=where)
-    assert ran == ["post"] and len(hits) == 10 and all(h.metadata["bucket"] >= 2 for h in hits)
+    search(120)
+    assert st.chosen[key][0] == "post" and timed
 
 
 def storage_node(where):
@@ -266,8 +276,9 @@ def test_the_lean_single_query_plans_agree_with_the_general_path_and_see_writes(
         for i in range(planner.REPEATS + 2):  # past the first searches: the lean path
             col.search(vector=qvecs[i], space=enc.spec, k=10, where=where)
         st = storage._filters[node]
-        for key in st.timed:
-            st.timed[key] = 1e-12 if key[0] == cheap else 1.0
+        beams = storage._beams(storage.index(), 10, None, planner.post_depth(10, st.m, len(col)))
+        st.timed = {(p, beams[p]): 1e-12 if p == cheap else 1.0 for p in planner.PLANS}
+        st.steady = set(st.timed)
         st.chosen.clear()
         col.search(vector=qvecs[0], space=enc.spec, k=10, where=where)  # chooses again
         assert st.chosen[(10, None)][0] == cheap
@@ -289,3 +300,34 @@ def test_the_lean_single_query_plans_agree_with_the_general_path_and_see_writes(
         assert col.search(vector=q, space=enc.spec, k=10, where=where)[0].id == "written-now"
         col.delete(ids=["written-now"])
         assert "written-now" not in {h.id for h in col.search(vector=q, space=enc.spec, k=10, where=where)}
+
+
+def test_the_graph_plans_answer_alike_with_a_byte_map_or_a_set_of_the_matches(filled, monkeypatch):
+    """The walk's and the post-filter's membership test is a byte per row id, or a set where
+    the row ids are too sparse for that: the same answers either way, single and batch."""
+    from latentspace.storage.embedded import planner
+
+    col, qvecs, enc = filled
+    storage = col._storage
+    node = storage_node({"bucket": {"$in": [1, 2, 3, 4, 5]}})
+    index = storage.index()
+    q = qvecs[:12]
+
+    def answers():
+        storage._filters.clear()
+        st = storage.filter_state(node)
+        depth = planner.post_depth(10, st.m, len(index))
+        out = [storage._walk(index, q, 10, node, 32, st.m), storage._post(index, q, 10, node, 32, depth, st.rids)]
+        out += [storage._walk(index, v[None], 10, node, 32, st.m) for v in q]
+        out += [storage._post(index, v[None], 10, node, 32, depth, st.rids) for v in q]
+        return out, st
+
+    by_bytes, st = answers()
+    assert isinstance(st.member, bytes) and len(st.member) > 0
+    monkeypatch.setattr(planner, "MEMBER_SPARSE", 0)
+    monkeypatch.setattr(planner, "MEMBER_MIN_SPARSE", 0)
+    by_set, st = answers()
+    assert st.member == b"" and st.allowed.__self__.__class__ is set
+    for (l1, d1), (l2, d2) in zip(by_bytes, by_set):
+        assert np.array_equal(l1, l2) and np.array_equal(d1, d2)
+    assert all((l >= 0).all() for l, _ in by_bytes)

@@ -81,8 +81,23 @@ PLANS = ("exact", "walk", "post")
 #: many, and this many bytes of row ids, vectors and membership sets
 FILTERS_KEPT = 64
 FILTER_BYTES = 256 << 20
-#: a membership set costs about this many bytes per member (a Python int in a set)
+#: a membership set costs about this many bytes per member (a Python int in a set) ...
 SET_BYTES_PER_ROW = 64
+#: ... so a byte map of row ids serves a filter unless it would hold over this many bytes
+#: per match and over MEMBER_MIN_SPARSE bytes
+MEMBER_SPARSE = 64
+MEMBER_MIN_SPARSE = 1 << 20
+#: a plan timed beside the chosen one (a probe) runs this many times in a row, the best run
+#: counting. A probe is biased both ways: right after another plan a scan's data are out of the
+#: caches and the BLAS threads asleep (a 10,000-row scan after a walk: 6x, 3x, 2.3x, 1.5x its
+#: steady cost on four runs in a row), while the same query walked again finds its path in
+#: the caches (a post-filter: 0.5x). So probes only nominate; trials decide:
+PROBE_RUNS = 2
+#: a plan estimated (probe or model) within this factor of the chosen plan's cost on a filter
+#: that repeats, and not yet run steadily on it, is tried: it runs the next TRIAL_SEARCHES
+#: searches of the filter, and their steady cost is compared with the chosen plan's
+TRIAL_WITHIN = 4.0
+TRIAL_SEARCHES = 16
 #: a filter's chosen plan is chosen again (from its own and the model's estimates) every
 #: this many searches; its own timing is updated by every search
 RECHOOSE_EVERY = 16
@@ -107,10 +122,12 @@ class FilterState:
     rids: np.ndarray  # the matching row ids, sorted
     vecs: np.ndarray | None = None  # their vectors, one contiguous matrix (read when a scan needs it)
     allowed: Callable[[int], bool] | None = None  # a membership test (built when a walk needs it)
-    member: tuple[int, bytes] | None = None  # (first rid, a byte per rid from it): the post-filter's test
+    member: bytes | None = None  # a byte per row id, 1 for a match (b"": too sparse, a set instead)
     uses: int = 0
-    #: (plan, beam) -> seconds per query measured on this filter (smoothed); beam 0 for exact
+    #: (plan, beam) -> seconds per query measured on this filter; beam 0 for exact
     timed: dict = field(default_factory=dict)
+    #: the keys of ``timed`` measured run after run (as the chosen plan); the others are probes
+    steady: set = field(default_factory=set)
     #: (k, ef) -> (plan, beam, units, searches until it is chosen again, post-filter depth)
     chosen: dict = field(default_factory=dict)
 
@@ -120,8 +137,8 @@ class FilterState:
 
     def nbytes(self) -> int:
         return (self.rids.nbytes + (0 if self.vecs is None else self.vecs.nbytes)
-                + (0 if self.allowed is None else SET_BYTES_PER_ROW * len(self.rids))
-                + (0 if self.member is None else len(self.member[1])))
+                + (SET_BYTES_PER_ROW * len(self.rids) if self.allowed is not None and not self.member else 0)
+                + (0 if self.member is None else len(self.member)))
 
 
 @dataclass
@@ -234,23 +251,32 @@ class Planner:
         return st.vecs
 
     def _allowed_of(self, st: FilterState) -> Callable[[int], bool]:
+        """The restricted walk's callback: is this row id a match? (The walk passes only the
+        collection's own live row ids.)"""
         if st.allowed is None:
-            st.allowed = set(st.rids.tolist()).__contains__
+            member = self._member_of(st)
+            st.allowed = member.__getitem__ if member is not None else set(st.rids.tolist()).__contains__
             self._trim_filters()
         return st.allowed
 
-    def _member_of(self, st: FilterState) -> tuple[int, bytes]:
-        """A byte per row id from the filter's first matching one to its last, 1 where it
-        matches: the post-filter's membership test for one query (a binary search over the
-        sorted row ids missed the caches on each probe right after a graph walk, 19 us a
-        query; numpy's calls on 20 labels cost more than indexing bytes in Python)."""
+    def _member_of(self, st: FilterState) -> bytes | None:
+        """A byte per row id of the collection (0 to its largest), 1 where the filter matches:
+        the graph plans' membership test. ``bytes.__getitem__`` as the walk's callback runs
+        ~10% faster than a set's ``__contains__`` (30% and 90% filters, 100k vectors: no
+        hashing, and 100 kB stay in cache where a set of 30,000 ints does not), and holds a
+        byte per row id instead of ~64 per match. None where the row ids are too sparse for
+        that (the largest over MEMBER_SPARSE times the matches): a set then."""
         if st.member is None:
-            lo = int(st.rids[0]) if st.m else 0
-            member = np.zeros(int(st.rids[-1]) - lo + 1 if st.m else 1, dtype=np.uint8)
-            member[st.rids - lo] = 1
-            st.member = (lo, member.tobytes())
+            top = self._q("SELECT COALESCE(MAX(rid), 0) FROM records WHERE collection_id = ?", (self.cid,))[0][0]
+            top = max(top, int(st.rids[-1]) if st.m else 0)
+            if top + 1 > MEMBER_SPARSE * max(st.m, 1) and top + 1 > MEMBER_MIN_SPARSE:
+                st.member = b""
+            else:
+                member = np.zeros(top + 1, dtype=np.uint8)
+                member[st.rids] = 1
+                st.member = member.tobytes()
             self._trim_filters()
-        return st.member
+        return st.member or None
 
     def candidates(self, where: Node | None, with_vectors: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """rids (and vectors) of the records matching a filter; cached per filter until the next write."""
@@ -289,6 +315,8 @@ class Planner:
         return self._post(index, qvecs, k, st.where, ef, depth, st.rids)
 
     def _planned(self, st: FilterState, qvecs: np.ndarray, k: int, ef: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """A filtered search through the planner: the chosen plan, with the exploration,
+        probes and trials due (see the module's docstring)."""
         index = self.index()
         nq, costs = len(qvecs), self._plan_costs
         st.uses += 1
@@ -302,9 +330,7 @@ class Planner:
             costs.planned += 1
             t0 = time.perf_counter()
             out = self._run(plan, st, index, qvecs, k, ef, depth)
-            spent = (time.perf_counter() - t0) / nq
-            st.timed[(plan, beam)] = _smoothed(st.timed.get((plan, beam)), spent)
-            costs.observe(plan, unit, spent)
+            self._steady(st, plan, beam, unit, (time.perf_counter() - t0) / nq)
             return out
         units, depth = self._plan_units(index, st.m, k, ef)
         beams = self._beams(index, k, ef, depth)
@@ -312,35 +338,33 @@ class Planner:
         plan = costs.choose(units, st.where, measured)
         if plan is not None:
             costs.planned += 1
+        far = costs.planned % FAR_EVERY == 0
+        if far:  # what other plans did in their trials may have changed since: they may be tried again
+            st.steady &= {(p, b) for p, b in st.steady if p == plan}
         if plan is None:  # calibrate the model: every plan that applies, the exact one answering
             runs = list(units)
-        else:
+        else:  # now and then, probe the others estimated within reach (and check their recall)
             est = costs.estimates(units, measured)
-            within = (FAR_WITHIN if costs.planned % FAR_EVERY == 0 else
-                      EXPLORE_WITHIN if st.uses % EXPLORE_EVERY == 0 else 0.0)
-            runs = [plan]
-            for p in units:
-                if p == plan:
-                    continue
-                new_here = st.uses >= REPEATS and p not in measured  # the filter repeats: time it on it
-                if (new_here and est[p] <= EXPLORE_WITHIN * est[plan]) or (
-                        p in measured and est[p] <= within * est[plan]):
-                    runs.append(p)
+            within = FAR_WITHIN if far else EXPLORE_WITHIN if st.uses % EXPLORE_EVERY == 0 else 0.0
+            runs = [plan] + [p for p in units if p != plan and est[p] <= within * est[plan]]
         out = None
         results = {}
         for which in runs:
             # what each plan reads once per filter (the rows' vectors, the membership set) is
             # read before the clock starts, so the timing is of the search itself
             self._vectors_of(st) if which == "exact" else self._allowed_of(st) if which == "walk" else None
-            # a plan not run just before is timed warm (its second run counts): right after another
-            # plan its data are out of the caches (a 10,000-row scan after a walk: 3.5x its cost)
+            # a plan not run just before is probed: the best of PROBE_RUNS counts
             best = float("inf")
-            for _ in range(2 if which != plan else 1):
+            for _ in range(PROBE_RUNS if which != plan else 1):
                 t0 = time.perf_counter()
                 result = self._run(which, st, index, qvecs, k, ef, depth)
                 best = min(best, time.perf_counter() - t0)
             costs.observe(which, units[which], best / nq)
-            st.timed[(which, beams[which])] = _smoothed(st.timed.get((which, beams[which])), best / nq)
+            tkey = (which, beams[which])
+            if which == plan and tkey in st.steady:
+                st.timed[tkey] = _smoothed(st.timed[tkey], best / nq)
+            elif tkey not in st.steady:
+                st.timed[tkey] = best / nq  # a probe: an upper bound of its steady cost
             results[which] = result
             if which == (plan or "exact"):
                 out = result
@@ -353,9 +377,30 @@ class Planner:
                 costs.observe_recall(which, st.where, kept)
         measured = {p: st.timed[(p, beams[p])] for p in units if (p, beams[p]) in st.timed}
         now = costs.choose(units, st.where, measured)
-        if now is not None:
-            st.chosen[key] = (now, beams[now], units[now], RECHOOSE_EVERY, depth)
+        if now is None:
+            return out
+        # once the filter repeats, a plan estimated within TRIAL_WITHIN of the chosen one and
+        # never run steadily on it runs the next TRIAL_SEARCHES searches: its steady cost decides
+        trials = []
+        if st.uses >= REPEATS:
+            est = costs.estimates(units, measured)
+            trials = [p for p in units if p != now and (p, beams[p]) not in st.steady and costs.usable(p, st.where)
+                      and est[p] <= TRIAL_WITHIN * est[now]]
+        if trials:
+            now = min(trials, key=est.get)
+        st.chosen[key] = (now, beams[now], units[now], TRIAL_SEARCHES if trials else RECHOOSE_EVERY, depth)
         return out
+
+    def _steady(self, st: FilterState, plan: str, beam: int, unit: float, seconds: float) -> None:
+        """Record a run of the plan chosen for a filter (run query after query: its steady
+        cost; the first run of a trial replaces the probe's value)."""
+        key = (plan, beam)
+        if key in st.steady:
+            st.timed[key] = _smoothed(st.timed[key], seconds)
+        else:
+            st.timed[key] = seconds
+            st.steady.add(key)
+        self._plan_costs.observe(plan, unit, seconds)
 
     def _beams(self, index, k: int, ef: int | None, depth: int | None) -> dict[str, int]:
         """What each plan's cost depends on besides the filter: the walk's and the
@@ -417,8 +462,7 @@ class Planner:
         st.uses += 1
         costs.planned += 1
         st.chosen[(k, ef)] = (plan, beam, unit, left - 1, depth)
-        st.timed[(plan, beam)] = _smoothed(st.timed.get((plan, beam)), spent)
-        costs.observe(plan, unit, spent)
+        self._steady(st, plan, beam, unit, spent)
         return found
 
     def _exact_one(self, st: FilterState, vector: np.ndarray, k: int) -> tuple[list, list] | None:
@@ -439,10 +483,13 @@ class Planner:
         found = index.nearest(vector, depth, max(ef or index.params.ef_search, depth))
         if found is None:
             return None
-        lo, member = self._member_of(st)
-        top = len(member)
+        member = self._member_of(st)
         labels = found[0].tolist()
-        keep = [i for i, r in enumerate(labels) if 0 <= r - lo < top and member[r - lo]][:k]
+        if member is not None:
+            keep = [i for i, r in enumerate(labels) if member[r]][:k]
+        else:
+            allowed = self._allowed_of(st)
+            keep = [i for i, r in enumerate(labels) if allowed(r)][:k]
         if len(keep) < min(k, st.m):
             return None
         dists = found[1].tolist()
