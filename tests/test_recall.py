@@ -137,12 +137,16 @@ def test_a_filter_that_repeats_tries_the_plans_within_reach_and_keeps_the_fastes
     assert st.chosen[key][0] == "walk" and not st.steady  # the model's choice; no trial for a filter seen once
     walk_t = next(v for (p, _), v in st.timed.items() if p == "walk")  # timed on the filter now
     costs.per_unit["post"] = 2 * walk_t / max(64, planner.post_depth(10, m, n))  # post estimated at 2x that
-    search(2)
-    assert st.chosen[key][0] == "post" and st.chosen[key][3] == planner.TRIAL_SEARCHES  # it repeats: post tried
+    search(2)  # it repeats: the chosen walk is tried first (its steady cost), then post, within reach
+    assert st.chosen[key][0] == "walk" and st.chosen[key][3] == planner.TRIAL_SEARCHES
     for i in range(planner.TRIAL_SEARCHES):
         search(3 + i)
-    assert {p for p, _ in st.steady} >= {"post"}
-    for i in range(planner.TRIAL_SEARCHES + 2):  # the walk, never run steadily, gets its trial too
+    assert {p for p, _ in st.steady} == {"walk"}
+    walk_t = next(v for (p, _), v in st.timed.items() if p == "walk")  # its steady cost
+    costs.per_unit["post"] = 2 * walk_t / max(64, planner.post_depth(10, m, n))  # post estimated at 2x that
+    search(20)
+    assert st.chosen[key][0] == "post" and st.chosen[key][3] == planner.TRIAL_SEARCHES
+    for i in range(planner.TRIAL_SEARCHES + 1):
         search(40 + i)
     assert {p for p, _ in st.steady} == {"walk", "post"}
     timed = {p: st.timed[(p, b)] for p, b in st.steady}

@@ -379,15 +379,16 @@ class Planner:
         now = costs.choose(units, st.where, measured)
         if now is None:
             return out
-        # once the filter repeats, a plan estimated within TRIAL_WITHIN of the chosen one and
-        # never run steadily on it runs the next TRIAL_SEARCHES searches: its steady cost decides
+        # once the filter repeats, the chosen plan, if it has not run steadily on it, and then
+        # each plan estimated within TRIAL_WITHIN of it that has not either, runs the next
+        # TRIAL_SEARCHES searches: their steady costs decide
         trials = []
         if st.uses >= REPEATS:
             est = costs.estimates(units, measured)
-            trials = [p for p in units if p != now and (p, beams[p]) not in st.steady and costs.usable(p, st.where)
-                      and est[p] <= TRIAL_WITHIN * est[now]]
+            trials = [p for p in units if (p, beams[p]) not in st.steady and costs.usable(p, st.where)
+                      and (p == now or est[p] <= TRIAL_WITHIN * est[now])]
         if trials:
-            now = min(trials, key=est.get)
+            now = now if now in trials else min(trials, key=est.get)
         st.chosen[key] = (now, beams[now], units[now], TRIAL_SEARCHES if trials else RECHOOSE_EVERY, depth)
         return out
 
