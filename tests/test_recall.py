@@ -96,6 +96,7 @@ def test_the_filtered_plan_follows_measured_costs(filled, monkeypatch):
     m, n = col.count(where), len(col)
     for plan, beam in st.timed:
         st.timed[(plan, beam)] = {"exact": 3.0, "walk": 2.0, "post": 1.0}[plan]
+    st.steady = set(st.timed)  # as if each had run in a row on the filter
     assert storage.explain(storage_node(where), k=10) == {
         "matches": m, "plan": "post", "estimates": {"exact": 3.0, "walk": 2.0, "post": 1.0},
         "measured": ["exact", "post", "walk"]}

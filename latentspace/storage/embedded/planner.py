@@ -17,16 +17,25 @@ Which is cheapest depends on this machine (memory bandwidth against the graph wa
 dimension, the selectivity and where the matches lie, so it is chosen by measurement, not
 by a constant, at two levels:
 
-- a filter's own timings: each plan run on a filter is timed, and once a filter repeats
-  (its second search), every plan estimated within ``EXPLORE_WITHIN`` times of the chosen
-  one that has not yet run on it is timed on it too; from then on the filter runs the plan
-  fastest *on it*. One search in ``EXPLORE_EVERY`` of a filter re-times those others, and
-  one planned search in ``FAR_EVERY`` also those estimated up to ``FAR_WITHIN`` times
-  dearer (an estimate can be wrong by more than ``EXPLORE_WITHIN``);
+- a filter's own steady costs: once a filter repeats (its second search), the chosen plan,
+  and then each plan estimated within ``TRIAL_WITHIN`` times of it, runs ``TRIAL_SEARCHES``
+  searches of the filter in a row (a trial), timed; from then on the filter runs the plan
+  fastest *on it* (per ``k`` and ``ef``), its timing kept current by every search. A plan
+  is timed in a row because a single timing beside another plan (a probe) is biased both
+  ways: a scan right after a walk finds its data out of the caches and the BLAS threads
+  asleep (6x, 3x, 2.3x, 1.5x its steady cost on four runs in a row), while the same query
+  walked twice finds its path cached. Probes only nominate: one search in
+  ``EXPLORE_EVERY`` of a filter probes the plans estimated within ``EXPLORE_WITHIN``, one
+  planned search in ``FAR_EVERY`` those within ``FAR_WITHIN`` (and lets the losers of
+  earlier trials be tried again);
 - a cost model per unit (row, inverse selectivity, beam; :class:`PlanCosts`) learned from
   every timing of the process, for a filter not measured yet. The first filtered search
-  large enough to matter runs every plan that applies (twice: the warm run is timed) and
-  answers from the exact one.
+  large enough to matter runs every plan that applies (probes) and answers from the exact
+  one.
+
+A filter seen before runs through lean single-query code (:meth:`Planner.filtered_one`:
+lists out, no batch bookkeeping); the scan selects its top k through a sampled threshold
+(:func:`..index.largest_k`), the graph plans test membership with a byte per row id.
 
 Whenever the exact plan ran beside an HNSW plan (calibrating, exploring), the HNSW plan's
 answers are checked against it, and a plan that kept less than ``RECALL_FLOOR`` of the
@@ -334,7 +343,7 @@ class Planner:
             return out
         units, depth = self._plan_units(index, st.m, k, ef)
         beams = self._beams(index, k, ef, depth)
-        measured = {p: st.timed[(p, beams[p])] for p in units if (p, beams[p]) in st.timed}
+        measured = self._measured(st, units, beams)
         plan = costs.choose(units, st.where, measured)
         if plan is not None:
             costs.planned += 1
@@ -359,7 +368,8 @@ class Planner:
                 t0 = time.perf_counter()
                 result = self._run(which, st, index, qvecs, k, ef, depth)
                 best = min(best, time.perf_counter() - t0)
-            costs.observe(which, units[which], best / nq)
+            if which not in costs.per_unit:  # the model learns from steady runs; a probe only starts it
+                costs.observe(which, units[which], best / nq)
             tkey = (which, beams[which])
             if which == plan and tkey in st.steady:
                 st.timed[tkey] = _smoothed(st.timed[tkey], best / nq)
@@ -375,7 +385,7 @@ class Planner:
                 kept = [len(set(t[t >= 0].tolist()) & set(g[g >= 0].tolist())) / max(1, int((t >= 0).sum()))
                         for t, g in zip(truth, got)]
                 costs.observe_recall(which, st.where, kept)
-        measured = {p: st.timed[(p, beams[p])] for p in units if (p, beams[p]) in st.timed}
+        measured = self._measured(st, units, beams)
         now = costs.choose(units, st.where, measured)
         if now is None:
             return out
@@ -390,6 +400,19 @@ class Planner:
         if trials:
             now = now if now in trials else min(trials, key=est.get)
         st.chosen[key] = (now, beams[now], units[now], TRIAL_SEARCHES if trials else RECHOOSE_EVERY, depth)
+        return out
+
+    def _measured(self, st: FilterState, units: dict[str, float], beams: dict[str, int]) -> dict[str, float]:
+        """What the filter's own timings say of each plan: its steady cost where it ran in a
+        row; where only probed, the lower of the probe and the model's estimate (a probe of a
+        scan right after a walk can be 6x its steady cost, the model is learned from steady
+        runs)."""
+        out = {}
+        for p in units:
+            key = (p, beams[p])
+            if key in st.timed:
+                model = None if key in st.steady else self._plan_costs.cost(p, units[p])
+                out[p] = st.timed[key] if model is None else min(st.timed[key], model)
         return out
 
     def _steady(self, st: FilterState, plan: str, beam: int, unit: float, seconds: float) -> None:
@@ -431,7 +454,7 @@ class Planner:
             index = self.index()
             units, depth = self._plan_units(index, m, k, ef)
             beams = self._beams(index, k, ef, depth)
-            measured = {p: st.timed[(p, beams[p])] for p in units if (p, beams[p]) in st.timed}
+            measured = self._measured(st, units, beams)
             return {"matches": m, "plan": self._plan_costs.choose(units, where, measured),
                     "estimates": self._plan_costs.estimates(units, measured), "measured": sorted(measured)}
 
