@@ -26,8 +26,8 @@ by a constant, at two levels:
   asleep (6x, 3x, 2.3x, 1.5x its steady cost on four runs in a row), while the same query
   walked twice finds its path cached. Probes only nominate: one search in
   ``EXPLORE_EVERY`` of a filter probes the plans estimated within ``EXPLORE_WITHIN``, one
-  planned search in ``FAR_EVERY`` those within ``FAR_WITHIN`` (and lets the losers of
-  earlier trials be tried again);
+  planned search in ``FAR_EVERY`` those within ``FAR_WITHIN``; both let the losers of
+  earlier trials be tried again (a trial can fall in a slow spell of a shared machine);
 - a cost model per unit (row, inverse selectivity, beam; :class:`PlanCosts`) learned from
   every timing of the process, for a filter not measured yet. The first filtered search
   large enough to matter runs every plan that applies (probes) and answers from the exact
@@ -276,8 +276,10 @@ class Planner:
         byte per row id instead of ~64 per match. None where the row ids are too sparse for
         that (the largest over MEMBER_SPARSE times the matches): a set then."""
         if st.member is None:
-            top = self._q("SELECT COALESCE(MAX(rid), 0) FROM records WHERE collection_id = ?", (self.cid,))[0][0]
-            top = max(top, int(st.rids[-1]) if st.m else 0)
+            # the largest row id the store ever gave (O(1), where the collection's own MAX(rid)
+            # scans its index): every label the walk can pass is at most that
+            row = self._q("SELECT seq FROM sqlite_sequence WHERE name = 'records'")
+            top = max(row[0][0] if row else 0, int(st.rids[-1]) if st.m else 0)
             if top + 1 > MEMBER_SPARSE * max(st.m, 1) and top + 1 > MEMBER_MIN_SPARSE:
                 st.member = b""
             else:
@@ -348,7 +350,9 @@ class Planner:
         if plan is not None:
             costs.planned += 1
         far = costs.planned % FAR_EVERY == 0
-        if far:  # what other plans did in their trials may have changed since: they may be tried again
+        if far or st.uses % EXPLORE_EVERY == 0:
+            # a trial can be judged in a slow spell of the machine (this VM's speed drifts 2x
+            # within minutes): the plans not chosen may be tried again, if still within reach
             st.steady &= {(p, b) for p, b in st.steady if p == plan}
         if plan is None:  # calibrate the model: every plan that applies, the exact one answering
             runs = list(units)
