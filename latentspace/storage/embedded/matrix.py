@@ -81,5 +81,4 @@ class ExactMatrix:
         if where is None:
             m = self.matrix()
             return exact_topk(m.data[: m.n], m.rids[: m.n], queries, k, self.spec.metric, unit=self.spec.normalize)
-        rids, vecs = self.candidates(where, with_vectors=True)
-        return exact_topk(vecs, rids, queries, k, self.spec.metric, unit=self.spec.normalize)
+        return self._scan(self.filter_state(where), queries, k)

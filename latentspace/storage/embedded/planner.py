@@ -130,6 +130,7 @@ class FilterState:
     where: Node
     rids: np.ndarray  # the matching row ids, sorted
     vecs: np.ndarray | None = None  # their vectors, one contiguous matrix (read when a scan needs it)
+    norms: np.ndarray | None = None  # their norms (a cosine space stored unnormalised)
     allowed: Callable[[int], bool] | None = None  # a membership test (built when a walk needs it)
     member: bytes | None = None  # a byte per row id, 1 for a match (b"": too sparse, a set instead)
     uses: int = 0
@@ -146,6 +147,7 @@ class FilterState:
 
     def nbytes(self) -> int:
         return (self.rids.nbytes + (0 if self.vecs is None else self.vecs.nbytes)
+                + (0 if self.norms is None else self.norms.nbytes)
                 + (SET_BYTES_PER_ROW * len(self.rids) if self.allowed is not None and not self.member else 0)
                 + (0 if self.member is None else len(self.member)))
 
@@ -253,7 +255,7 @@ class Planner:
                            [self.cid, *params])
             rids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             if not np.array_equal(rids, st.rids):  # another process wrote in between: these are newer
-                st.rids, st.allowed, st.member = rids, None, None
+                st.rids, st.allowed, st.member, st.norms = rids, None, None, None
             st.vecs = (np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.spec.dim)
                        if rows else np.zeros((0, self.spec.dim), np.float32))
             self._trim_filters()
@@ -316,7 +318,13 @@ class Planner:
         return self._planned(st, qvecs, k, ef)
 
     def _scan(self, st: FilterState, qvecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return exact_topk(self._vectors_of(st), st.rids, qvecs, k, self.spec.metric, unit=self.spec.normalize)
+        vecs = self._vectors_of(st)
+        norms = None
+        if self.spec.metric == "cosine" and not self.spec.normalize:  # stored as given: their norms, once
+            if st.norms is None or len(st.norms) != len(vecs):
+                st.norms = np.linalg.norm(vecs, axis=1)
+            norms = st.norms
+        return exact_topk(vecs, st.rids, qvecs, k, self.spec.metric, norms=norms, unit=self.spec.normalize)
 
     def _run(self, which: str, st: FilterState, index, qvecs: np.ndarray, k: int, ef: int | None, depth: int | None):
         if which == "exact":
