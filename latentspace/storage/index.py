@@ -106,19 +106,29 @@ def largest_k(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.argsort(scores[part], kind="stable")[::-1]]
 
 
+def exact_nearest(
+    matrix: np.ndarray, labels: np.ndarray, query: np.ndarray, k: int, metric: str,
+    norms: np.ndarray | None = None, unit: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One query's (``query``: shape (1, dim)) ``min(k, n)`` nearest rows: 1-D labels and
+    float32 distances, best first."""
+    if metric == "dot" or (metric == "cosine" and unit):  # similarities straight from one gemv
+        sims = matrix @ query[0]
+        pos = largest_k(sims, k)
+        return labels[pos], (1.0 - sims[pos]).astype(np.float32, copy=False)
+    d = exact_distances(matrix, query, metric, norms, unit)[0]
+    pos = largest_k(-d, k)
+    return labels[pos], d[pos].astype(np.float32, copy=False)
+
+
 def exact_topk(
     matrix: np.ndarray, labels: np.ndarray, queries: np.ndarray, k: int, metric: str,
     norms: np.ndarray | None = None, unit: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     n = matrix.shape[0]
     if queries.shape[0] == 1 and n >= k:  # one query (the common case), without the batch's bookkeeping
-        if metric == "dot" or (metric == "cosine" and unit):  # similarities straight from one gemv
-            sims = matrix @ queries[0]
-            pos = largest_k(sims, k)
-            return labels[pos][None], (1.0 - sims[pos]).astype(np.float32, copy=False)[None]
-        d = exact_distances(matrix, queries, metric, norms, unit)[0]
-        pos = largest_k(-d, k)
-        return labels[pos][None], d[pos].astype(np.float32, copy=False)[None]
+        found, dists = exact_nearest(matrix, labels, queries, k, metric, norms, unit)
+        return found[None], dists[None]
     out_l = np.full((queries.shape[0], k), -1, dtype=np.int64)
     out_d = np.full((queries.shape[0], k), np.inf, dtype=np.float32)
     if n == 0:
@@ -260,22 +270,9 @@ class HnswIndex(AnnIndex):
         return out_l, out_d
 
     def search_one(self, query: np.ndarray, k: int, ef: int | None = None) -> tuple[list[int], list[float]] | None:
-        """One 1-D query, no filter, least overhead; None when fewer than min(k, live) are found."""
-        kk = min(k, self._live)
-        if kk == 0:
-            return [], []
-        ef_now = max(ef or self.params.ef_search, kk)
-        if ef_now != self._ef:
-            self._index.set_ef(ef_now)
-            self._ef = ef_now
-        try:
-            labels, dists = self._index.knn_query(query, k=kk, num_threads=1)
-        except RuntimeError:
-            return None
-        d = dists[0]
-        if self.metric == "l2":
-            d = np.sqrt(np.maximum(d, 0.0))
-        return labels[0].tolist(), d.tolist()
+        """One 1-D query, no filter, least overhead: lists; None when fewer than min(k, live) are found."""
+        found = self.nearest(query, k, max(ef or self.params.ef_search, min(k, self._live)))
+        return None if found is None else (found[0].tolist(), found[1].tolist())
 
     def nearest(self, query: np.ndarray, k: int, ef: int,
                 allowed: Callable[[int], bool] | None = None) -> tuple[np.ndarray, np.ndarray] | None:

@@ -35,7 +35,8 @@ by a constant, at two levels:
 
 A filter seen before runs through lean single-query code (:meth:`Planner.filtered_one`:
 lists out, no batch bookkeeping); the scan selects its top k through a sampled threshold
-(:func:`..index.largest_k`), the graph plans test membership with a byte per row id.
+(:func:`..index.largest_k`, in :func:`..index.exact_topk`), the graph plans test membership
+with a byte per row id.
 
 Whenever the exact plan ran beside an HNSW plan (calibrating, exploring), the HNSW plan's
 answers are checked against it, and a plan that kept less than ``RECALL_FLOOR`` of the
@@ -55,12 +56,12 @@ import numpy as np
 
 from ..filter import Node
 from ..hits import Hit, make_hits
-from ..index import exact_topk, largest_k, to_scores
+from ..index import exact_nearest, exact_topk, to_scores
 from .sqlfilter import compile_sql
 
 #: below this many matches the exact scan always wins (tens of microseconds): no plan to choose
 EXACT_BELOW = 1_000
-#: a filter's own timings are gathered from its this-many-th search on (it repeats)
+#: from its this-many-th search on a filter repeats: its plans are tried on it
 REPEATS = 2
 #: one search of a filter in this many re-times the plans not chosen for it (twice: the
 #: first run warms the caches; 1-2% of the queries' time at 500) ...
@@ -318,13 +319,23 @@ class Planner:
         return self._planned(st, qvecs, k, ef)
 
     def _scan(self, st: FilterState, qvecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return exact_topk(self._vectors_of(st), st.rids, qvecs, k, self.spec.metric, norms=self._norms_of(st),
+                          unit=self.spec.normalize)
+
+    def _scan_one(self, st: FilterState, vector: np.ndarray, k: int) -> tuple[list, list]:
+        """:meth:`_scan` of one query, lists out (the lean path)."""
+        found, dists = exact_nearest(self._vectors_of(st), st.rids, vector[None], k, self.spec.metric,
+                                     self._norms_of(st), self.spec.normalize)
+        return found.tolist(), dists.tolist()
+
+    def _norms_of(self, st: FilterState) -> np.ndarray | None:
+        """The matching rows' norms where the metric needs them (a cosine space stored as given), once."""
+        if self.spec.metric != "cosine" or self.spec.normalize:
+            return None
         vecs = self._vectors_of(st)
-        norms = None
-        if self.spec.metric == "cosine" and not self.spec.normalize:  # stored as given: their norms, once
-            if st.norms is None or len(st.norms) != len(vecs):
-                st.norms = np.linalg.norm(vecs, axis=1)
-            norms = st.norms
-        return exact_topk(vecs, st.rids, qvecs, k, self.spec.metric, norms=norms, unit=self.spec.normalize)
+        if st.norms is None or len(st.norms) != len(vecs):
+            st.norms = np.linalg.norm(vecs, axis=1)
+        return st.norms
 
     def _run(self, which: str, st: FilterState, index, qvecs: np.ndarray, k: int, ef: int | None, depth: int | None):
         if which == "exact":
@@ -338,18 +349,15 @@ class Planner:
         probes and trials due (see the module's docstring)."""
         index = self.index()
         nq, costs = len(qvecs), self._plan_costs
-        st.uses += 1
         key = (k, ef)
-        chosen = st.chosen.get(key)
-        if (chosen is not None and chosen[3] > 0 and st.uses > REPEATS and st.uses % EXPLORE_EVERY
-                and (costs.planned + 1) % FAR_EVERY):
+        chosen = self._settled(st, key)
+        st.uses += 1
+        if chosen is not None:
             # the common case: this filter's plan, chosen a few searches ago; its timing kept current
             plan, beam, unit, left, depth = chosen
-            st.chosen[key] = (plan, beam, unit, left - 1, depth)
-            costs.planned += 1
             t0 = time.perf_counter()
             out = self._run(plan, st, index, qvecs, k, ef, depth)
-            self._steady(st, plan, beam, unit, (time.perf_counter() - t0) / nq)
+            self._steady(st, key, chosen, (time.perf_counter() - t0) / nq)
             return out
         units, depth = self._plan_units(index, st.m, k, ef)
         beams = self._beams(index, k, ef, depth)
@@ -427,15 +435,28 @@ class Planner:
                 out[p] = st.timed[key] if model is None else min(st.timed[key], model)
         return out
 
-    def _steady(self, st: FilterState, plan: str, beam: int, unit: float, seconds: float) -> None:
-        """Record a run of the plan chosen for a filter (run query after query: its steady
-        cost; the first run of a trial replaces the probe's value)."""
-        key = (plan, beam)
-        if key in st.steady:
-            st.timed[key] = _smoothed(st.timed[key], seconds)
+    def _settled(self, st: FilterState, key: tuple) -> tuple | None:
+        """The plan chosen for this filter and ``(k, ef)`` when it is simply to run (before
+        the search is counted): None while the filter is new, when it is to be chosen again,
+        or when an exploration is due."""
+        chosen = st.chosen.get(key)
+        if (chosen is None or chosen[3] <= 0 or st.uses < REPEATS or (st.uses + 1) % EXPLORE_EVERY == 0
+                or (self._plan_costs.planned + 1) % FAR_EVERY == 0):
+            return None
+        return chosen
+
+    def _steady(self, st: FilterState, key: tuple, chosen: tuple, seconds: float) -> None:
+        """Record a settled run of the plan chosen for a filter (run query after query: its
+        steady cost; the first run of a trial replaces the probe's value)."""
+        plan, beam, unit, left, depth = chosen
+        st.chosen[key] = (plan, beam, unit, left - 1, depth)
+        self._plan_costs.planned += 1
+        tkey = (plan, beam)
+        if tkey in st.steady:
+            st.timed[tkey] = _smoothed(st.timed[tkey], seconds)
         else:
-            st.timed[key] = seconds
-            st.steady.add(key)
+            st.timed[tkey] = seconds
+            st.steady.add(tkey)
         self._plan_costs.observe(plan, unit, seconds)
 
     def _beams(self, index, k: int, ef: int | None, depth: int | None) -> dict[str, int]:
@@ -479,34 +500,22 @@ class Planner:
         if st is None or self.store._poll() != self._generation:
             st = self.filter_state(where)
         if st.m <= max(EXACT_BELOW, k):
-            found = self._exact_one(st, vector, k)
-            return found if found is not None else _lists(*self._scan(st, vector[None], k))
-        chosen = st.chosen.get((k, ef))
-        costs = self._plan_costs
-        if (chosen is None or chosen[3] <= 0 or st.uses < REPEATS or (st.uses + 1) % EXPLORE_EVERY == 0
-                or (costs.planned + 1) % FAR_EVERY == 0):
+            return self._scan_one(st, vector, k)
+        key = (k, ef)
+        chosen = self._settled(st, key)
+        if chosen is None:
             return _lists(*self._planned(st, vector[None], k, ef))
         plan, beam, unit, left, depth = chosen
         index = self._index if self._index is not None else self.index()
         t0 = time.perf_counter()
-        found = (self._exact_one(st, vector, k) if plan == "exact" else
+        found = (self._scan_one(st, vector, k) if plan == "exact" else
                  self._walk_one(index, st, vector, k, beam) if plan == "walk" else
                  self._post_one(index, st, vector, k, ef, depth))
-        if found is None:  # too few found (or a metric the lean scan does not take)
+        if found is None:  # too few found
             return _lists(*self._planned(st, vector[None], k, ef))
-        spent = time.perf_counter() - t0
         st.uses += 1
-        costs.planned += 1
-        st.chosen[(k, ef)] = (plan, beam, unit, left - 1, depth)
-        self._steady(st, plan, beam, unit, spent)
+        self._steady(st, key, chosen, time.perf_counter() - t0)
         return found
-
-    def _exact_one(self, st: FilterState, vector: np.ndarray, k: int) -> tuple[list, list] | None:
-        if not (self.spec.metric == "dot" or (self.spec.metric == "cosine" and self.spec.normalize)):
-            return None
-        sims = self._vectors_of(st) @ vector
-        pos = largest_k(sims, k)
-        return st.rids[pos].tolist(), (1.0 - sims[pos]).tolist()
 
     def _walk_one(self, index, st: FilterState, vector: np.ndarray, k: int, beam: int) -> tuple[list, list] | None:
         found = index.nearest(vector, k, beam, self._allowed_of(st))
