@@ -134,6 +134,8 @@ class FilterState:
     norms: np.ndarray | None = None  # their norms (a cosine space stored unnormalised)
     allowed: Callable[[int], bool] | None = None  # a membership test (built when a walk needs it)
     member: bytes | None = None  # a byte per row id, 1 for a match (b"": too sparse, a set instead)
+    #: (vecs, norms) once a single-query scan has read them (neither changes afterwards)
+    scan: tuple | None = None
     uses: int = 0
     #: (plan, beam) -> seconds per query measured on this filter; beam 0 for exact
     timed: dict = field(default_factory=dict)
@@ -324,13 +326,17 @@ class Planner:
 
     def _scan_one(self, st: FilterState, vector: np.ndarray, k: int) -> tuple[list, list]:
         """:meth:`_scan` of one query, lists out (the lean path)."""
-        found, dists = exact_nearest(self._vectors_of(st), st.rids, vector[None], k, self.spec.metric,
-                                     self._norms_of(st), self.spec.normalize)
+        scan = st.scan
+        if scan is None:
+            scan = st.scan = (self._vectors_of(st), self._norms_of(st))
+        spec = self.spec
+        found, dists = exact_nearest(scan[0], st.rids, vector, k, spec.metric, scan[1], spec.normalize)
         return found.tolist(), dists.tolist()
 
     def _norms_of(self, st: FilterState) -> np.ndarray | None:
-        """The matching rows' norms where the metric needs them (a cosine space stored as given), once."""
-        if self.spec.metric != "cosine" or self.spec.normalize:
+        """The matching rows' norms where the metric needs them (l2, a cosine space stored as
+        given), once per filter until a write."""
+        if self.spec.metric == "dot" or (self.spec.metric == "cosine" and self.spec.normalize):
             return None
         vecs = self._vectors_of(st)
         if st.norms is None or len(st.norms) != len(vecs):
@@ -499,7 +505,8 @@ class Planner:
         st = self._filters.get(where)
         if st is None or self.store._poll() != self._generation:
             st = self.filter_state(where)
-        if st.m <= max(EXACT_BELOW, k):
+        m = len(st.rids)
+        if m <= EXACT_BELOW or m <= k:
             return self._scan_one(st, vector, k)
         key = (k, ef)
         chosen = self._settled(st, key)
