@@ -192,3 +192,36 @@ def test_a_filtered_scan_of_an_unnormalised_cosine_space_keeps_the_rows_norms_un
     col.upsert(["r1"], vectors=(qs[0] * 0.01)[None], metadatas=[{"b": 1}])  # now the nearest, whatever its norm
     assert col.search(vector=qs[0], k=1, where=where, mode="exact")[0].id == "r1"
     st.close()
+
+
+def test_a_filtered_l2_scan_keeps_the_rows_norms_until_a_write_and_equals_numpy(tmp_path):
+    """l2 over the matching rows: their norms are computed once per filter (the scan adds
+    them to -2<q, x> + |q|^2) and forgotten at the next write; single and batch answers
+    equal numpy's Euclidean top 10, distances included."""
+    import numpy as np
+
+    spec = ls.SpaceSpec(model="test/l2", dim=8, normalize=False, metric="l2", modality="vector")
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((3000, 8)) * rng.uniform(0.1, 10.0, (3000, 1))).astype(np.float32)
+    st = ls.open_store(tmp_path / "s")
+    col = st.create_collection("c", space=spec)
+    col.add([f"r{i}" for i in range(3000)], vectors=x, metadatas=[{"b": i % 3} for i in range(3000)])
+    where = {"b": 2}
+    sub = np.flatnonzero(np.arange(3000) % 3 == 2)
+    qs = rng.standard_normal((5, 8)).astype(np.float32) * 3.0
+    batch = col.search_batch(vectors=qs, k=10, where=where, mode="exact")
+    for q, from_batch in zip(qs, batch):
+        d = np.linalg.norm(x[sub] - q, axis=1)
+        order = np.argsort(d)[:10]
+        hits = col.search(vector=q, k=10, where=where, mode="exact")
+        lean = col.search(vector=q, k=10, where=where)  # 1,000 matches: the lean single-query scan
+        for got in (hits, from_batch, lean):
+            assert [h.id for h in got] == [f"r{i}" for i in sub[order]]
+            assert np.allclose([h.distance for h in got], d[order], rtol=1e-4, atol=1e-3)
+            assert all(h.score == -h.distance for h in got)
+    state = next(iter(col._storage._filters.values()))
+    assert state.norms is not None and np.allclose(state.norms, np.linalg.norm(x[sub], axis=1))
+    col.upsert(["r2"], vectors=qs[0][None], metadatas=[{"b": 2}])  # now the nearest
+    top = col.search(vector=qs[0], k=1, where=where, mode="exact")[0]
+    assert top.id == "r2" and top.distance < 1e-3
+    st.close()
