@@ -222,7 +222,7 @@ class HnswIndex(AnnIndex):
             random_seed=100, allow_replace_deleted=True,
         )
         self._index.set_ef(params.ef_search)
-        self._ef = params.ef_search
+        self._ef = self._ef_default = params.ef_search
         self._live = 0
 
     @classmethod
@@ -236,7 +236,7 @@ class HnswIndex(AnnIndex):
         if self._index.dim != dim:
             raise ValueError(f"index dimension {self._index.dim} != {dim}")
         self._index.set_ef(params.ef_search)
-        self._ef = params.ef_search
+        self._ef = self._ef_default = params.ef_search
         self._live = int(live)
         return self
 
@@ -293,7 +293,7 @@ class HnswIndex(AnnIndex):
         kk = k if k < self._live else self._live
         if kk == 0:
             return [], []
-        ef = ef or self.params.ef_search
+        ef = ef or self._ef_default
         if ef < kk:
             ef = kk
         if ef != self._ef:

@@ -23,7 +23,7 @@ from ...core.validation import canonical_json
 from ..base import Capabilities, CollectionBackend
 from ..filter import Node
 from ..hits import Hit
-from ..index import HnswIndex, HnswParams, exact_topk, to_scores
+from ..index import SCORE_OFFSET, HnswIndex, HnswParams, exact_topk, to_scores
 from .annfiles import IndexFiles
 from .changelog import ChangeLog
 from .matrix import ExactMatrix, _Matrix
@@ -58,6 +58,8 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
 
     def __init__(self, store: EmbeddedStore, cid: int, name: str, spec: SpaceSpec, params: HnswParams):
         self.store, self.cid, self.name, self.spec, self.params = store, cid, name, spec, params
+        self._lock = store._lock  # the store's (read here on every search: one object less to reach)
+        self._score_offset = SCORE_OFFSET[spec.metric]
         self.fts = fts_table(cid)
         self._index: HnswIndex | None = None
         self._index_seq = 0
@@ -324,7 +326,7 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
     def search_one(self, vector: np.ndarray, k: int, ef: int | None, where: Node | None = None) -> list[Hit] | None:
         """One query through the index: the common case, lean (the caller checked the vector).
         None hands anything unusual (too few results) to :meth:`search`."""
-        with self.store._lock:
+        with self._lock:
             if where is not None:
                 rids, d = self.filtered_one(vector, k, ef, where)
                 return self.hits_for(rids, d)

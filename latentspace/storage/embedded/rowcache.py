@@ -18,7 +18,7 @@ import numpy as np
 
 from ...core.frozen import EMPTY, FrozenDict
 from ..hits import Hit, make_hits
-from ..index import SCORE_OFFSET, to_scores
+from ..index import to_scores
 
 ROW_CACHE_BYTES = 64 << 20  # rows (id, document, metadata) kept in memory for search results
 _CHUNK = 500  # SQL variables per IN (...) list
@@ -98,7 +98,7 @@ class RowCache:
             except KeyError:
                 pass
             else:
-                new, offset = tuple.__new__, SCORE_OFFSET[self.spec.metric]
+                new, offset = tuple.__new__, self._score_offset
                 return [new(Hit, (e[0], offset - d, e[1], e[2], d, None, None)) for e, d in zip(found, dists)]
         return make_hits(*self.hit_columns(rids), to_scores(dists, self.spec.metric), dists)
 
