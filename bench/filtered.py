@@ -46,17 +46,28 @@ def timed_for(fn, queries, min_seconds: float = 1.0) -> tuple[float, list]:
     return n / (time.perf_counter() - t0), out
 
 
-ROUNDS = 5
+ROUNDS = 9
+
+
+WARM = 5
 
 
 def alternating(fns: dict, queries) -> dict[str, float]:
     """Single-query QPS of each function, timed in alternation pass after pass (the best of
-    ROUNDS passes over all queries each), so that drift in the machine's speed hits all alike."""
+    ROUNDS passes over all queries each), so that drift in the machine's speed hits all alike.
+    Each timed pass follows WARM untimed queries of the same function, and the order turns
+    every round: in a fixed order a contender right after a slow one (the hand walk at 0.1%
+    takes seconds a pass) starts its pass with its data out of the CPU caches, while the
+    hand scan with hits ran right after the plain scan of the same matrix."""
     for fn in fns.values():
         fn(queries[0])
+    names = list(fns)
     best = dict.fromkeys(fns, float("inf"))
-    for _ in range(ROUNDS):
-        for name, fn in fns.items():
+    for r in range(ROUNDS):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            fn = fns[name]
+            for v in queries[:WARM]:
+                fn(v)
             t0 = time.perf_counter()
             for v in queries:
                 fn(v)
