@@ -161,19 +161,26 @@ def test_single_query_exact_equals_the_batch_path():
     assert one_l[0, 0] == 0 and np.array_equal(one_l[0], two_l[0]) and np.allclose(one_d[0], two_d[0], atol=1e-6)
 
 
+def _raw_space_in_three_groups(tmp_path, metric: str, seed: int, group: int):
+    """3,000 vectors of norms 0.1 to 10 stored as given, metadata ``b = i % 3``: (store,
+    collection, vectors, rng, the filter on ``group``, the positions it matches)."""
+    import numpy as np
+
+    spec = ls.SpaceSpec(model=f"test/{metric}", dim=8, normalize=False, metric=metric, modality="vector")
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((3000, 8)) * rng.uniform(0.1, 10.0, (3000, 1))).astype(np.float32)
+    st = ls.open_store(tmp_path / "s")
+    col = st.create_collection("c", space=spec)
+    col.add([f"r{i}" for i in range(3000)], vectors=x, metadatas=[{"b": i % 3} for i in range(3000)])
+    return st, col, x, rng, {"b": group}, np.flatnonzero(np.arange(3000) % 3 == group)
+
+
 def test_a_filtered_scan_of_an_unnormalised_cosine_space_keeps_the_rows_norms_until_a_write(tmp_path):
     """Cosine over vectors stored as given: the filtered scan divides by each row's norm,
     computed once per filter and forgotten at the next write; answers equal numpy's."""
     import numpy as np
 
-    spec = ls.SpaceSpec(model="test/raw", dim=8, normalize=False, metric="cosine", modality="vector")
-    rng = np.random.default_rng(5)
-    x = (rng.standard_normal((3000, 8)) * rng.uniform(0.1, 10.0, (3000, 1))).astype(np.float32)
-    st = ls.open_store(tmp_path / "s")
-    col = st.create_collection("c", space=spec)
-    col.add([f"r{i}" for i in range(3000)], vectors=x, metadatas=[{"b": i % 3} for i in range(3000)])
-    where = {"b": 1}
-    sub = np.flatnonzero(np.arange(3000) % 3 == 1)
+    st, col, x, rng, where, sub = _raw_space_in_three_groups(tmp_path, "cosine", 5, 1)
 
     def truth(q):
         cos = (x[sub] @ q) / (np.linalg.norm(x[sub], axis=1) * np.linalg.norm(q))
@@ -200,14 +207,7 @@ def test_a_filtered_l2_scan_keeps_the_rows_norms_until_a_write_and_equals_numpy(
     equal numpy's Euclidean top 10, distances included."""
     import numpy as np
 
-    spec = ls.SpaceSpec(model="test/l2", dim=8, normalize=False, metric="l2", modality="vector")
-    rng = np.random.default_rng(6)
-    x = (rng.standard_normal((3000, 8)) * rng.uniform(0.1, 10.0, (3000, 1))).astype(np.float32)
-    st = ls.open_store(tmp_path / "s")
-    col = st.create_collection("c", space=spec)
-    col.add([f"r{i}" for i in range(3000)], vectors=x, metadatas=[{"b": i % 3} for i in range(3000)])
-    where = {"b": 2}
-    sub = np.flatnonzero(np.arange(3000) % 3 == 2)
+    st, col, x, rng, where, sub = _raw_space_in_three_groups(tmp_path, "l2", 6, 2)
     qs = rng.standard_normal((5, 8)).astype(np.float32) * 3.0
     batch = col.search_batch(vectors=qs, k=10, where=where, mode="exact")
     for q, from_batch in zip(qs, batch):
