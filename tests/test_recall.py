@@ -334,3 +334,37 @@ def test_the_graph_plans_answer_alike_with_a_byte_map_or_a_set_of_the_matches(fi
     for (l1, d1), (l2, d2) in zip(by_bytes, by_set):
         assert np.array_equal(l1, l2) and np.array_equal(d1, d2)
     assert all((l >= 0).all() for l, _ in by_bytes)
+
+
+def test_a_settled_plan_counts_every_search_and_times_one_in_time_every(filled, monkeypatch):
+    """Once a filter's plan runs steadily on it, every search counts down to the next choice
+    and one in TIME_EVERY is timed (a trial's searches are all timed); the answers stay the
+    exact scan's."""
+    from latentspace.storage.embedded import planner
+
+    col, qvecs, enc = filled
+    storage = col._storage
+    storage._plan_costs = planner.PlanCosts()
+    storage._filters.clear()
+    where = {"bucket": {"$in": [0, 1, 2, 3]}}
+    node = storage_node(where)
+    for i in range(planner.REPEATS):
+        col.search(vector=qvecs[i], space=enc.spec, k=10, where=where)
+    st = storage._filters[node]
+    beams = storage._beams(storage.index(), 10, None, planner.post_depth(10, st.m, len(col)))
+    st.timed = {(p, beams[p]): 1e-12 if p == "exact" else 1.0 for p in planner.PLANS}
+    st.steady = set(st.timed)
+    st.chosen.clear()
+    col.search(vector=qvecs[0], space=enc.spec, k=10, where=where)  # chooses again: the scan, steady already
+    key = (10, None)
+    assert st.chosen[key][0] == "exact" and st.chosen[key][3] == planner.RECHOOSE_EVERY
+    timings = []
+    real = type(storage)._steady
+    monkeypatch.setattr(type(storage), "_steady", lambda self, *a: timings.append(a[-1]) or real(self, *a))
+    n = 8 * planner.TIME_EVERY
+    for q in qvecs[:n]:
+        hits = col.search(vector=q, space=enc.spec, k=10, where=where)
+        exact = col.search_batch(vectors=q[None], space=enc.spec, k=10, where=where, mode="exact")[0]
+        assert [(h.id, h.score) for h in hits] == [(h.id, h.score) for h in exact]
+    assert st.chosen[key][3] == planner.RECHOOSE_EVERY - n  # every search counted
+    assert len(timings) == n // planner.TIME_EVERY and all(t > 0 for t in timings)

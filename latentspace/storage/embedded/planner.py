@@ -20,7 +20,8 @@ by a constant, at two levels:
 - a filter's own steady costs: once a filter repeats (its second search), the chosen plan,
   and then each plan estimated within ``TRIAL_WITHIN`` times of it, runs ``TRIAL_SEARCHES``
   searches of the filter in a row (a trial), timed; from then on the filter runs the plan
-  fastest *on it* (per ``k`` and ``ef``), its timing kept current by every search. A plan
+  fastest *on it* (per ``k`` and ``ef``), its timing kept current (every ``TIME_EVERY``-th
+  search on the lean path, every search of a trial). A plan
   is timed in a row because a single timing beside another plan (a probe) is biased both
   ways: a scan right after a walk finds its data out of the caches and the BLAS threads
   asleep (6x, 3x, 2.3x, 1.5x its steady cost on four runs in a row), while the same query
@@ -109,8 +110,15 @@ PROBE_RUNS = 2
 TRIAL_WITHIN = 4.0
 TRIAL_SEARCHES = 16
 #: a filter's chosen plan is chosen again (from its own and the model's estimates) every
-#: this many searches; its own timing is updated by every search
-RECHOOSE_EVERY = 16
+#: this many searches; its own timing is kept current meanwhile. (Choosing again runs the
+#: general path, ~20 us more than a settled search: every 16th search cost a 1,031-row
+#: filter 1.5 us a query; between explorations only the chosen plan's own timing moves.)
+RECHOOSE_EVERY = 64
+#: a filter's plan, once run steadily on it, has one search in this many timed (the lean path)
+TIME_EVERY = 4
+#: the model per unit learns from one settled run in this many (it moves slowly; recording
+#: it touches another dozen objects, out of the CPU caches after a scan or a walk)
+MODEL_EVERY = 16
 
 
 def post_depth(k: int, m: int, n: int) -> int | None:
@@ -456,14 +464,17 @@ class Planner:
         steady cost; the first run of a trial replaces the probe's value)."""
         plan, beam, unit, left, depth = chosen
         st.chosen[key] = (plan, beam, unit, left - 1, depth)
-        self._plan_costs.planned += 1
+        costs = self._plan_costs
+        costs.planned += 1
         tkey = (plan, beam)
         if tkey in st.steady:
             st.timed[tkey] = _smoothed(st.timed[tkey], seconds)
+            if costs.planned % MODEL_EVERY:
+                return
         else:
             st.timed[tkey] = seconds
             st.steady.add(tkey)
-        self._plan_costs.observe(plan, unit, seconds)
+        costs.observe(plan, unit, seconds)
 
     def _beams(self, index, k: int, ef: int | None, depth: int | None) -> dict[str, int]:
         """What each plan's cost depends on besides the filter: the walk's and the
@@ -514,14 +525,21 @@ class Planner:
             return _lists(*self._planned(st, vector[None], k, ef))
         plan, beam, unit, left, depth = chosen
         index = self._index if self._index is not None else self.index()
-        t0 = time.perf_counter()
+        # once the plan runs steadily on the filter, one search in TIME_EVERY is timed (a trial's
+        # are all timed): recording a timing touches half a dozen objects
+        timed = left % TIME_EVERY == 0 or (plan, beam) not in st.steady
+        t0 = time.perf_counter() if timed else 0.0
         found = (self._scan_one(st, vector, k) if plan == "exact" else
                  self._walk_one(index, st, vector, k, beam) if plan == "walk" else
                  self._post_one(index, st, vector, k, ef, depth))
         if found is None:  # too few found
             return _lists(*self._planned(st, vector[None], k, ef))
         st.uses += 1
-        self._steady(st, key, chosen, time.perf_counter() - t0)
+        if timed:
+            self._steady(st, key, chosen, time.perf_counter() - t0)
+        else:
+            st.chosen[key] = (plan, beam, unit, left - 1, depth)
+            self._plan_costs.planned += 1
         return found
 
     def _walk_one(self, index, st: FilterState, vector: np.ndarray, k: int, beam: int) -> tuple[list, list] | None:
