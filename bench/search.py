@@ -9,6 +9,12 @@ ingest time of the precomputed vectors (index built and persisted), single-query
 batch QPS at the cheapest search setting reaching recall@10 >= 0.95 against exact
 search, filtered QPS with a 10%-selective metadata filter, resident memory above the
 loaded vectors, and bytes on disk. Results print as a markdown table with ratios.
+
+    python bench/search.py --selectivity-sweep [--n 100000] [--json-out F]
+
+runs the filtered sweep instead (0.1% to 90% selectivity: latentspace's planner against
+the exact scan and the restricted HNSW walk run by hand, chromadb and lancedb; it lives in
+``bench/filtered.py``, which takes the same options).
 """
 
 from __future__ import annotations
@@ -339,7 +345,11 @@ def main() -> None:
     ap.add_argument("--only", default=",".join(SYSTEMS))
     ap.add_argument("--worker")
     ap.add_argument("--json-out")
+    ap.add_argument("--selectivity-sweep", action="store_true", help="the filtered sweep of bench/filtered.py")
     args = ap.parse_args()
+    if args.selectivity_sweep:
+        sweep = [sys.executable, str(Path(__file__).with_name("filtered.py")), "--n", str(args.n)]
+        sys.exit(subprocess.call(sweep + (["--json-out", args.json_out] if args.json_out else [])))
     if args.worker:
         print("RESULT " + json.dumps(worker(args.worker, args.n, args.queries, args.k)), flush=True)
         return
