@@ -142,6 +142,16 @@ class Collection:
     def count(self, where: dict | None = None) -> int:
         return self._storage.count(parse_filter(where))
 
+    def explain_search(self, where: dict | None = None, *, k: int = 10, ef: int | None = None) -> dict:
+        """How a vector search with this filter would run now. The embedded store chooses by
+        measurement between an exact scan of the matching records, the HNSW walk restricted
+        to them and a post-filter of the unrestricted walk: ``{"matches", "plan",
+        "estimates" (seconds a query), "measured" (the plans timed on this filter)}``."""
+        k = check_k(k)
+        if ef is not None:
+            ef = check_int(ef, "ef", "explain_search", 1, 100_000)
+        return self._storage.explain(parse_filter(where), k, ef)
+
     def __repr__(self) -> str:
         return f"Collection({self.name!r}, {self.spec.describe()}, metric={self.spec.metric})"
 

@@ -155,6 +155,13 @@ class CollectionBackend(ABC):
         say). What derived views (the explorer's maps) are cached by."""
         return None
 
+    def explain(self, where: Node | None, k: int = 10, ef: int | None = None) -> dict[str, Any]:
+        """How a vector search for ``k`` with this filter would run now: ``matches`` (None:
+        not counted), ``plan`` (``exact``, ``walk``, ``post``; None: the backend plans on its
+        own side, or has not measured its plans yet), ``estimates`` (plan -> seconds a query)
+        and ``measured`` (the plans timed on this filter). The default says nothing."""
+        return {"matches": None, "plan": None, "estimates": {}, "measured": []}
+
 
 class StoreBackend(ABC):
     """Where collections live: the catalog, atomic name swaps for migration, history.

@@ -70,6 +70,9 @@ class MemoryCollection(CollectionBackend):
         with self.store._lock:
             return sum(bool(r.document) for r in self._rows.values())
 
+    def explain(self, where: Node | None, k: int = 10, ef: int | None = None) -> dict[str, Any]:
+        return {"matches": self.count(where), "plan": "exact", "estimates": {}, "measured": []}  # exact, always
+
     def hashes(self, ids: list[str]) -> dict[str, str]:
         with self.store._lock:
             return {i: self._rows[i].content_hash for i in ids if i in self._rows}

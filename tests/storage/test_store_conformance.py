@@ -362,3 +362,23 @@ def test_retired_spaces_are_listed_readable_and_dropped_by_exact_name(backend):
     assert [r.id for r in st.get_collection(retired[0].name).get()] == ["old"]
     assert st.drop_retired("a_b") == 1
     assert st.retired_spaces("a_b") == [] and len(st.retired_spaces("aXb")) == 1
+
+
+def test_explain_search_says_how_a_filtered_search_runs(backend):
+    """Every backend answers explain_search with the same keys; where it counts the
+    matches they equal count(where); the embedded store and the memory backend scan a small
+    filter's matches exactly, and a bad filter or k is refused before anything runs."""
+    st = backend()
+    col = st.create_collection("c", space=SPEC)
+    col.add([f"r{i}" for i in range(300)], vectors=unit_rows(300, 16, seed=9), metadatas=[{"b": i % 3} for i in range(300)])
+    where = {"b": 1}
+    info = col.explain_search(where, k=5)
+    assert set(info) == {"matches", "plan", "estimates", "measured"}
+    assert info["matches"] in (None, col.count(where=where))
+    if type(st._backend).__name__ in ("EmbeddedStore", "MemoryStore"):
+        assert info == {"matches": 100, "plan": "exact", "estimates": {}, "measured": []}
+        assert col.explain_search()["matches"] == 300
+    with pytest.raises(ls.InvalidInputError, match=r"where\['b'\]\['\$bad'\]"):
+        col.explain_search({"b": {"$bad": 1}})
+    with pytest.raises(ls.InvalidInputError):
+        col.explain_search(where, k=0)

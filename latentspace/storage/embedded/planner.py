@@ -497,6 +497,8 @@ class Planner:
         costs are learned), each plan's estimated seconds per query and which of those were
         measured on this filter."""
         with self.store._lock:
+            if where is None:  # the graph walk, unrestricted
+                return {"matches": self._count(), "plan": "walk", "estimates": {}, "measured": []}
             st = self.filter_state(where)
             m = st.m
             if m <= max(EXACT_BELOW, k):
