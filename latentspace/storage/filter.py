@@ -108,18 +108,7 @@ def _frozen(value: Any) -> tuple:
             if type(k) is not str:
                 raise TypeError
             tv = type(v)
-            if tv in _PLAIN:
-                out.append((k, (tv, v)))
-            elif tv is dict:  # a field's operators ({"$lt": 3}): one level inlined, the same key as _frozen(v)
-                inner = [dict]
-                for k2, v2 in v.items():
-                    if type(k2) is not str:
-                        raise TypeError
-                    t2 = type(v2)
-                    inner.append((k2, (t2, v2) if t2 in _PLAIN else _frozen(v2)))
-                out.append((k, tuple(inner)))
-            else:
-                out.append((k, _frozen(v)))
+            out.append((k, (tv, v) if tv in _PLAIN else _frozen(v)))
         return tuple(out)
     if t is list:
         return (list, *[(type(v), v) if type(v) in _PLAIN else _frozen(v) for v in value])

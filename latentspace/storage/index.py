@@ -10,7 +10,6 @@ here, incremental add, delete by marking, filter callbacks; see bench/RESULTS.md
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -64,19 +63,23 @@ def to_scores(distances: np.ndarray | list[float], metric: str) -> np.ndarray | 
 def exact_distances(
     matrix: np.ndarray, queries: np.ndarray, metric: str, norms: np.ndarray | None = None, unit: bool = False
 ) -> np.ndarray:
-    """(n_queries, n) distances under the index convention, computed with numpy.
+    """(n_queries, n) distances under the index convention, computed with numpy; one 1-D
+    query gives (n,) (through ``matrix.dot``: the ``@`` operator costs 1.4 us more a call on
+    a short matrix here, a third of a 111-row scan).
 
     ``unit=True`` says every row and query has unit norm (a normalized space), so cosine
     needs no norms.
     """
+    one = queries.ndim == 1
+    sims = matrix.dot(queries) if one else queries @ matrix.T
     if metric == "l2":
         sq = np.einsum("ij,ij->i", matrix, matrix) if norms is None else norms**2
-        d2 = sq[None, :] - 2.0 * (queries @ matrix.T) + (queries * queries).sum(1)[:, None]
-        return np.sqrt(np.maximum(d2, 0.0))
-    sims = queries @ matrix.T
+        qq = np.einsum("...j,...j->...", queries, queries)
+        return np.sqrt(np.maximum(sq - 2.0 * sims + (qq if one else qq[:, None]), 0.0))
     if metric == "cosine" and not unit:
-        n = np.linalg.norm(matrix, axis=1) if norms is None else norms
-        sims = sims / (np.maximum(n, 1e-30)[None, :] * np.maximum(np.linalg.norm(queries, axis=1), 1e-30)[:, None])
+        n = np.maximum(np.linalg.norm(matrix, axis=1) if norms is None else norms, 1e-30)
+        qn = np.maximum(np.linalg.norm(queries, axis=-1), 1e-30)
+        sims = sims / (n * qn if one else n[None, :] * qn[:, None])
     return 1.0 - sims
 
 
@@ -123,21 +126,15 @@ def exact_nearest(
     norms: np.ndarray | None = None, unit: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One query's (``query``: shape (dim,)) ``min(k, n)`` nearest rows: 1-D labels and
-    float32 distances, best first. (``matrix.dot``: the ``@`` operator costs 1.4 us more
-    per call on a short matrix here, a third of a 111-row scan.)"""
-    sims = matrix.dot(query)
-    if metric == "l2":
-        sq = np.einsum("ij,ij->i", matrix, matrix) if norms is None else norms * norms
-        d2 = sq - 2.0 * sims + float(query.dot(query))
-        pos = largest_k(-d2, k)
-        d = np.sqrt(np.maximum(d2[pos], 0.0))
-    else:
-        if metric == "cosine" and not unit:
-            n = np.linalg.norm(matrix, axis=1) if norms is None else norms
-            sims = sims / (np.maximum(n, 1e-30) * max(math.sqrt(float(query.dot(query))), 1e-30))
-        # a short array sorted whole, as largest_k would (one call less on the 0.1% filter's path)
-        pos = sims.argsort()[: -k - 1 : -1] if k < sims.shape[0] <= SORT_ALL_BELOW else largest_k(sims, k)
+    float32 distances, best first."""
+    if metric == "dot" or (metric == "cosine" and unit):  # similarities straight from one gemv
+        sims = matrix.dot(query)
+        pos = largest_k(sims, k)
         d = _ONE - sims[pos]
+    else:
+        d = exact_distances(matrix, query, metric, norms, unit)
+        pos = largest_k(-d, k)
+        d = d[pos]
     return labels[pos], d if d.dtype == np.float32 else d.astype(np.float32)
 
 

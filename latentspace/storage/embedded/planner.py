@@ -459,13 +459,16 @@ class Planner:
             return None
         return chosen
 
-    def _steady(self, st: FilterState, key: tuple, chosen: tuple, seconds: float) -> None:
+    def _steady(self, st: FilterState, key: tuple, chosen: tuple, seconds: float | None) -> None:
         """Record a settled run of the plan chosen for a filter (run query after query: its
-        steady cost; the first run of a trial replaces the probe's value)."""
+        steady cost; the first run of a trial replaces the probe's value). ``seconds`` None: a
+        run not timed, only counted toward the next choice."""
         plan, beam, unit, left, depth = chosen
         st.chosen[key] = (plan, beam, unit, left - 1, depth)
         costs = self._plan_costs
         costs.planned += 1
+        if seconds is None:  # not timed (see TIME_EVERY): counted only
+            return
         tkey = (plan, beam)
         if tkey in st.steady:
             st.timed[tkey] = _smoothed(st.timed[tkey], seconds)
@@ -537,11 +540,7 @@ class Planner:
         if found is None:  # too few found
             return _lists(*self._planned(st, vector[None], k, ef))
         st.uses += 1
-        if timed:
-            self._steady(st, key, chosen, time.perf_counter() - t0)
-        else:
-            st.chosen[key] = (plan, beam, unit, left - 1, depth)
-            self._plan_costs.planned += 1
+        self._steady(st, key, chosen, time.perf_counter() - t0 if timed else None)
         return found
 
     def _walk_one(self, index, st: FilterState, vector: np.ndarray, k: int, beam: int) -> tuple[list, list] | None:
