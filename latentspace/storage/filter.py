@@ -58,15 +58,38 @@ class DocContains:
     text: str
 
 
-@dataclass(frozen=True)
+def _typed(value: Any) -> tuple:
+    """``value`` with its type (and a tuple's items with theirs): ``1``, ``1.0`` and ``True``
+    are equal in Python but not in a filter (booleans are not numbers)."""
+    if type(value) is tuple:
+        return (tuple, *[(type(v), v) for v in value])
+    return (type(value), value)
+
+
+@dataclass(frozen=True, eq=False)
 class Field:
     """``op`` on metadata field ``name``: ``$eq``, ``$gt``/``$gte``/``$lt``/``$lte``, ``$in``
     (``value`` a tuple), ``$exists`` (``value`` a bool) or ``$contains``. (``$ne``, ``$nin``
-    and field-level ``$not`` parse to :class:`Not` of these.)"""
+    and field-level ``$not`` parse to :class:`Not` of these.)
+
+    Equal and hashed with the value's type: ``{"flag": True}`` and ``{"flag": 1}`` are
+    different filters (a backend's per-filter state is keyed by the tree). The hash is
+    computed once (a query loop hashes its filter on every search)."""
 
     name: str
     op: str
     value: Any
+
+    def __post_init__(self) -> None:
+        key = (self.name, self.op, _typed(self.value))
+        object.__setattr__(self, "_key", key)
+        object.__setattr__(self, "_hash", hash(key))
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (type(other) is Field and self._key == other._key)
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 Node = Union[And, Or, Not, DocContains, Field]

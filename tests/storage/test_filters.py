@@ -125,6 +125,13 @@ def test_parsed_trees_are_remembered_by_exact_content(col):
     assert type(parse({"flag": 1.0}).value) is float
     with_true = {r.id for r in col.get(where={"flag": True})}
     assert with_true and not with_true & {r.id for r in col.get(where={"flag": 1})}  # booleans are not numbers
+    assert parse({"flag": True}) != parse({"flag": 1}) and parse({"y": {"$in": [1]}}) != parse({"y": {"$in": [True]}})
+    assert parse({"y": {"$in": [1, 2]}}) == parse({"y": {"$in": [1, 2]}}) and parse({"y": 1.0}) != parse({"y": 1})
+    # searches too: a backend's per-filter state must not mistake one of these filters for the other
+    q = unit_rows(1, 8, seed=42)[0]
+    for _ in range(3):  # repeated: a repeated filter takes the planner's lean path
+        assert {h.id for h in col.search(vector=q, k=300, where={"flag": True})} == with_true
+        assert col.search(vector=q, k=10, where={"flag": 1}) == []
     where = {"year": {"$gt": 2020}}
     tree = parse(where)
     assert parse({"year": {"$gt": 2020}}) is tree
