@@ -225,3 +225,66 @@ def test_a_filtered_l2_scan_keeps_the_rows_norms_until_a_write_and_equals_numpy(
     top = col.search(vector=qs[0], k=1, where=where, mode="exact")[0]
     assert top.id == "r2" and top.distance < 1e-3
     st.close()
+
+
+def test_a_repeated_small_filter_makes_hits_from_its_rows_entries_until_a_write(tmp_path, monkeypatch):
+    """A repeated filter of few rows keeps its rows' cache entries aligned with its rows
+    (hits without row id lookups): the same hits as the batch path, entries that outlive the
+    row cache, forgotten at a write; nested metadata and filters over ENTRIES_UP_TO rows make
+    their hits by row id (nested metadata parsed per hit)."""
+    import numpy as np
+
+    from latentspace.storage.embedded import planner
+    from latentspace.storage.filter import parse
+
+    st = ls.open_store(tmp_path / "s")
+    col = st.create_collection("c", space=SPEC)
+    n = 600
+    col.add([f"r{i}" for i in range(n)], documents=[f"doc {i}" if i % 2 else None for i in range(n)],
+            metadatas=[{"b": i % 3, "i": i} for i in range(n)], vectors=unit_rows(n, 8, seed=7))
+    storage = col._storage
+    where = {"b": 1}
+    qs = unit_rows(6, 8, seed=8)
+
+    def state():
+        return storage._filters[parse(where)]
+
+    def agree():
+        for q in qs:
+            one = col.search(vector=q, k=10, where=where)
+            assert one == col.search_batch(vectors=q[None], k=10, where=where)[0]
+            assert one == col.search(vector=q, k=10, where=where, mode="exact") and len(one) == 10
+            assert all(h.metadata["b"] == where["b"] for h in one)
+
+    col.search(vector=qs[0], k=10, where=where)
+    assert state().entries is None  # a filter seen once makes its hits by row id
+    agree()
+    entries = state().entries
+    sql = storage._q("SELECT rid, id FROM records WHERE collection_id = ? ORDER BY rid", (storage.cid,))
+    ids_of = dict(sql)
+    assert [e[0] for e in entries] == [ids_of[r] for r in state().rids.tolist()]
+    assert state().nbytes() >= planner.ENTRY_BYTES * len(entries)
+    storage._row_cache.clear()  # the entries serve without the row cache
+    storage._row_cache_bytes = 0
+    agree()
+    assert state().entries is entries
+    col.upsert(["r1"], vectors=qs[0][None], metadatas=[{"b": 1, "i": -1}], documents=["moved"])
+    top = col.search(vector=qs[0], k=1, where=where)[0]
+    assert (top.id, top.document, top.metadata["i"]) == ("r1", "moved", -1)
+    col.delete(["r4"])
+    for _ in range(3):
+        assert "r4" not in {h.id for h in col.search(vector=unit_rows(1, 8, seed=11)[0], k=200, where=where)}
+    assert state().entries and "r4" not in {e[0] for e in state().entries}
+    agree()
+    # nested metadata: no entries, each hit's metadata parsed anew
+    col.upsert(["r7"], vectors=qs[1][None], metadatas=[{"b": 1, "tags": ["x"]}])
+    agree()
+    assert state().entries == ()
+    one, two = (col.search(vector=qs[1], k=1, where=where)[0] for _ in range(2))
+    assert one.id == two.id == "r7" and one.metadata["tags"] is not two.metadata["tags"]
+    # a filter over ENTRIES_UP_TO rows: no entries, the same hits
+    monkeypatch.setattr(planner, "ENTRIES_UP_TO", 50)
+    where = {"b": 2}
+    agree()
+    assert state().entries == ()
+    st.close()

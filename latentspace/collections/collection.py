@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import math
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 Mode = Literal["vector", "exact", "keyword", "hybrid"]
 MODES = ("vector", "exact", "keyword", "hybrid")
+_TINY, _HUGE = 5e-324, sys.float_info.max  # the smallest positive and the largest finite float
 _FLOAT32 = np.dtype(np.float32)  # native float32 (another byte order is another dtype: the general path)
 
 
@@ -98,7 +99,10 @@ class Collection:
         spec = info.spec
         #: what the one-vector fast path reads, in one object: right after an HNSW walk each
         #: distinct object a query touches is a cache miss (0.3-1 us each on this project's VMs)
-        self._fast = ((spec.dim,), spec.normalize, spec._fingerprint, info.encoder is None, storage.search_one)
+        #: the squared norm a query must have: unit within NORM_TOLERANCE in a normalized space,
+        #: else positive and finite (one chained comparison also refuses NaN)
+        lo, hi = ((1.0 - NORM_TOLERANCE) ** 2, (1.0 + NORM_TOLERANCE) ** 2) if spec.normalize else (_TINY, _HUGE)
+        self._fast = ((spec.dim,), lo, hi, spec._fingerprint, info.encoder is None, storage.search_one)
 
     # -- identity ---------------------------------------------------------------------
     @property
@@ -337,20 +341,22 @@ class Collection:
 
         Returns None to hand anything unusual to the general path (which raises the errors).
         """
-        shape, normalize, fingerprint, no_encoder, search_one = self._fast
-        if not (type(k) is int and 1 <= k <= MAX_K) or not (ef is None or (type(ef) is int and 1 <= ef <= 100_000)):
+        shape, lo, hi, fingerprint, no_encoder, search_one = self._fast
+        if not (type(vector) is np.ndarray and vector.shape == shape and vector.dtype is _FLOAT32):
             return None
-        if not (type(alpha) in (int, float) and 0.0 <= alpha <= 1.0):  # unused by vector mode, checked alike
+        if type(k) is not int or not 1 <= k <= MAX_K:
             return None
-        if not (isinstance(vector, np.ndarray) and vector.dtype is _FLOAT32 and vector.shape == shape):
+        if ef is not None and (type(ef) is not int or not 1 <= ef <= 100_000):
+            return None
+        # alpha is unused by vector search, checked alike
+        if (type(alpha) is not float and type(alpha) is not int) or not 0.0 <= alpha <= 1.0:
             return None
         if space is None:
             if not no_encoder:
                 return None
         elif not isinstance(space, SpaceSpec) or space._fingerprint != fingerprint:
             return None
-        sq = float(vector.dot(vector))
-        if not math.isfinite(sq) or sq == 0.0 or (normalize and abs(math.sqrt(sq) - 1.0) > NORM_TOLERANCE):
+        if not lo <= float(vector.dot(vector)) <= hi:  # NaN, inf, zero, not unit where it must be
             return None
         return search_one(vector, k, ef, None if where is None else parse_filter(where))
 

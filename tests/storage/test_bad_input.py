@@ -100,8 +100,18 @@ def test_bad_queries(col):
             col.search(q, mode="keyword")
     with pytest.raises(ls.InvalidInputError):
         col.search(vector=np.zeros(8))
-    with pytest.raises(ls.InvalidInputError):
-        col.search(vector=NAN[0])
+    for bad in (NAN[0], INF[0], good()[0] * 3, good()[0] * (1 + 3e-3), good()[0] * (1 - 3e-3), good()[0] * 1e30):
+        for where in (None, {"n": {"$gte": 1}}):  # the one-vector fast path refuses them all, as the batch path does
+            with pytest.raises(ls.InvalidInputError), np.errstate(over="ignore"):  # (numpy warns of 1e30 squared)
+                col.search(vector=bad, where=where)
+            with pytest.raises(ls.InvalidInputError):
+                col.search_batch(vectors=bad[None], where=where)
+    near = good()[0] * (1 + 5e-4)  # unit within the tolerance: accepted, the same hits either way
+    assert col.search(vector=near, k=2, where={"n": {"$gte": 2}}) == col.search_batch(vectors=near[None], k=2,
+                                                                                      where={"n": {"$gte": 2}})[0]
+    for alpha in (True, "0.5", float("nan"), -0.1):
+        with pytest.raises(ls.InvalidInputError):
+            col.search(vector=good()[0], alpha=alpha)
     with pytest.raises(ls.InvalidInputError):
         col.search(vector=good()[0], mode="fuzzy")
     with pytest.raises(ls.InvalidInputError):

@@ -1,3 +1,5 @@
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 
@@ -138,6 +140,8 @@ def test_parsed_trees_are_remembered_by_exact_content(col):
     where["year"]["$gt"] = 2022
     assert parse(where).value == 2022 and col.count(where=where) < col.count(where={"year": {"$gt": 2020}})
     assert parse({"year": np.int64(3)}).value == 3  # values parse cannot key still parse
+    assert parse(OrderedDict(year=2021)) == parse({"year": 2021})  # (nor a dict subclass)
+    assert parse({"y": {"$in": (1, 2)}}) == parse({"y": {"$in": [1, 2]}})
     for _ in range(2):  # a bad filter is never remembered
         with pytest.raises(ls.InvalidInputError):
             parse({"year": {"$gt": [1]}})

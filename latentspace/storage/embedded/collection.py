@@ -328,8 +328,7 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
         None hands anything unusual (too few results) to :meth:`search`."""
         with self._lock:
             if where is not None:
-                rids, d = self.filtered_one(vector, k, ef, where)
-                return self.hits_for(rids, d)
+                return self.filtered_one(vector, k, ef, where)
             index = self._index
             if index is None or self.store._poll() != self._generation:
                 index = self.index()

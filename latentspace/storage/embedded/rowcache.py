@@ -9,7 +9,7 @@ hit. Bounded by bytes, first in first out.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -98,9 +98,24 @@ class RowCache:
             except KeyError:
                 pass
             else:
-                new, offset = tuple.__new__, self._score_offset
-                return [new(Hit, (e[0], offset - d, e[1], e[2], d, None, None)) for e, d in zip(found, dists)]
+                return self.hits_of(found, dists)
         return make_hits(*self.hit_columns(rids), to_scores(dists, self.spec.metric), dists)
+
+    def hits_of(self, entries: Iterable[tuple], dists: list[float]) -> list[Hit]:
+        """One query's hits from its rows' cache entries, all with flat metadata (the caller
+        checked), and distances, best first: each hit one tuple, its score made here."""
+        new, offset = tuple.__new__, self._score_offset
+        return [new(Hit, (e[0], offset - d, e[1], e[2], d, None, None)) for e, d in zip(entries, dists)]
+
+    def entries_of(self, rids: list[int]) -> list[tuple] | None:
+        """The cache entries of ``rids`` in order, fetching the missing ones, for
+        :meth:`hits_of`; None where one has nested metadata (parsed per hit, see :meth:`hit_columns`)."""
+        entries = self._entries(rids)
+        for e in entries:  # (a row just fetched comes with its nested metadata parsed, not as text)
+            meta = e[2]
+            if type(meta) is str or any(isinstance(v, (dict, list)) for v in meta.values()):
+                return None
+        return entries
 
     def fetch(self, rids: list[int], with_vectors: bool = False) -> dict[int, Row]:
         """Rows by rid, with read-only metadata. A rid's row never changes (an upsert writes a
