@@ -232,8 +232,6 @@ def test_a_repeated_small_filter_makes_hits_from_its_rows_entries_until_a_write(
     (hits without row id lookups): the same hits as the batch path, entries that outlive the
     row cache, forgotten at a write; nested metadata and filters over ENTRIES_UP_TO rows make
     their hits by row id (nested metadata parsed per hit)."""
-    import numpy as np
-
     from latentspace.storage.embedded import planner
     from latentspace.storage.filter import parse
 
