@@ -369,3 +369,72 @@ def test_a_settled_plan_counts_every_search_and_times_one_in_time_every(filled, 
     assert st.chosen[key][3] == planner.RECHOOSE_EVERY - n  # every search counted
     timed = [t for t in timings if t is not None]
     assert len(timings) == n and len(timed) == n // planner.TIME_EVERY and all(t > 0 for t in timed)
+
+
+class _Clock:
+    """A stand-in for ``time.perf_counter`` in the planner: each reading is ``step`` seconds
+    after the previous one (two readings around a search: it took ``step``), and ``jump``
+    adds time as if something slow ran in between."""
+
+    def __init__(self, step: float = 1.0):
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+    def jump(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_trials_are_timed_whole_and_judged_by_their_median_and_a_stall_moves_a_figure_little(filled, monkeypatch):
+    """A trial times every one of its searches and its figure is their median (neither its
+    cold first run nor a slow spell of a few searches decides); what a plan reads once per
+    filter is read before its clock starts; afterwards one stalled search moves a figure by
+    at most 0.7 + 0.3 * OUTLIER_CLIP; and one run of a plan right after another plan's trial
+    (cold) does not move its steady figure. A stand-in clock: no real timing is judged."""
+    from latentspace.storage.embedded import planner
+
+    col, qvecs, enc = filled
+    storage = col._storage
+    storage._plan_costs = planner.PlanCosts()
+    storage._filters.clear()
+    where = {"bucket": {"$in": [0, 1, 2, 3]}}
+    node = storage_node(where)
+    col.search(vector=qvecs[0], space=enc.spec, k=10, where=where)
+    st = storage._filters[node]
+    key, beams = (10, None), storage._beams(storage.index(), 10, None, planner.post_depth(10, st.m, len(col)))
+    st.scan, st.vecs, st.timed, st.steady, st.uses = None, None, {}, set(), planner.REPEATS  # it repeats
+    # the exact plan starts a trial on the lean path (never run on the filter: its vectors unread)
+    st.chosen[key] = ("exact", 0, st.m, planner.TRIAL_SEARCHES, None, True)
+    clock = _Clock()
+    monkeypatch.setattr(planner.time, "perf_counter", clock)
+    real_vectors = type(storage)._vectors_of
+    monkeypatch.setattr(type(storage), "_vectors_of",
+                        lambda self, s: (clock.jump(100.0) if s.vecs is None else None) or real_vectors(self, s))
+    runs = [10.0] + [1.0] * 9 + [50.0] * 3 + [1.0] * 3  # a cold first run, a slow spell
+    assert len(runs) == planner.TRIAL_SEARCHES
+    for q, seconds in zip(qvecs, runs):
+        clock.step = seconds  # two readings bracket a search: it measures `seconds`
+        col.search(vector=q, space=enc.spec, k=10, where=where)
+    assert st.vecs is not None and st.trial_runs[("exact", 0)] == runs  # every search timed, the read not
+    assert st.timed[("exact", 0)] == 1.0 and st.chosen[key][3] == 0
+    # settled: a stalled search moves the figure little
+    figure = 1.0
+    st.chosen[key] = ("exact", 0, st.m, planner.RECHOOSE_EVERY, None, False)
+    st.trial_runs.clear()
+    clock.step = 140.0
+    for q in qvecs[: planner.TIME_EVERY]:  # one of them timed
+        col.search(vector=q, space=enc.spec, k=10, where=where)
+    assert st.timed[("exact", 0)] == pytest.approx(figure * (0.7 + 0.3 * planner.OUTLIER_CLIP))
+    # a re-choice right after another plan's searches: the chosen plan's one cold run is not its steady cost
+    st.timed = {(p, beams[p]): 1.0 if p == "exact" else 5.0 for p in planner.PLANS}
+    st.steady = set(st.timed)
+    storage._plan_costs.per_unit.update(exact=1.0, walk=1.0, post=1.0)
+    st.chosen[key] = ("walk", beams["walk"], 1.0, 0, None, False)  # due for a re-choice
+    clock.step = 30.0
+    col.search(vector=qvecs[1], space=enc.spec, k=10, where=where)
+    assert st.chosen[key][0] == "exact" and st.timed[("exact", 0)] == 1.0
+    st.chosen[key] = ("exact", 0, 1.0, 0, None, False)  # after its own runs, the same run counts
+    col.search(vector=qvecs[2], space=enc.spec, k=10, where=where)
+    assert st.timed[("exact", 0)] == pytest.approx(0.7 + 0.3 * planner.OUTLIER_CLIP)

@@ -19,9 +19,11 @@ by a constant, at two levels:
 
 - a filter's own steady costs: once a filter repeats (its second search), the chosen plan,
   and then each plan estimated within ``TRIAL_WITHIN`` times of it, runs ``TRIAL_SEARCHES``
-  searches of the filter in a row (a trial), timed; from then on the filter runs the plan
-  fastest *on it* (per ``k`` and ``ef``), its timing kept current (every ``TIME_EVERY``-th
-  search on the lean path, every search of a trial). A plan
+  searches of the filter in a row (a trial), each timed, judged by their median; from then
+  on the filter runs the plan fastest *on it* (per ``k`` and ``ef``), its timing kept
+  current by every ``TIME_EVERY``-th search (one stalled search moves it at most
+  ``0.7 + 0.3 * OUTLIER_CLIP`` times). What a plan reads once per filter (the rows'
+  vectors, the membership test) is read before its clock starts. A plan
   is timed in a row because a single timing beside another plan (a probe) is biased both
   ways: a scan right after a walk finds its data out of the caches and the BLAS threads
   asleep (6x, 3x, 2.3x, 1.5x its steady cost on four runs in a row), while the same query
@@ -121,6 +123,8 @@ TRIAL_SEARCHES = 16
 #: search cost it 0.5 us a query, every 16th 1.5 us; between explorations only the chosen
 #: plan's own timing moves, so this only delays a switch by a few milliseconds.)
 RECHOOSE_EVERY = 256
+#: a timing counts at most this many times the figure it updates (see _smoothed)
+OUTLIER_CLIP = 4.0
 #: a filter's plan, once run steadily on it, has one search in this many timed (the lean path)
 TIME_EVERY = 4
 #: the model per unit learns from one settled run in this many (it moves slowly; recording
@@ -159,8 +163,11 @@ class FilterState:
     timed: dict = field(default_factory=dict)
     #: the keys of ``timed`` measured run after run (as the chosen plan); the others are probes
     steady: set = field(default_factory=set)
-    #: (k, ef) -> (plan, beam, units, searches until it is chosen again, post-filter depth)
+    #: (k, ef) -> (plan, beam, units, searches until it is chosen again, post-filter depth,
+    #: whether those searches are a trial: every one of them timed)
     chosen: dict = field(default_factory=dict)
+    #: (plan, beam) -> the timings of its trial so far (see _steady)
+    trial_runs: dict = field(default_factory=dict)
 
     @property
     def m(self) -> int:
@@ -220,9 +227,7 @@ class PlanCosts:
                                       checked + len(kept))
 
     def observe(self, plan: str, units: float, seconds_per_query: float) -> None:
-        value = seconds_per_query / max(units, 1e-12)
-        old = self.per_unit.get(plan)
-        self.per_unit[plan] = value if old is None else (1 - self.SMOOTHING) * old + self.SMOOTHING * value
+        self.per_unit[plan] = _smoothed(self.per_unit.get(plan), seconds_per_query / max(units, 1e-12))
 
 
 def _padded(labels: np.ndarray, dists: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -244,7 +249,15 @@ def _lists(labels: np.ndarray, dists: np.ndarray) -> tuple[list, list]:
 
 
 def _smoothed(old: float | None, new: float) -> float:
-    return new if old is None else (1 - PlanCosts.SMOOTHING) * old + PlanCosts.SMOOTHING * new
+    """``old`` moved toward ``new`` (SMOOTHING of the way), ``new`` first clipped to within
+    OUTLIER_CLIP times ``old``: one search stalled by a pause of the process or of a shared
+    machine (a 5 ms pause is 140 times a 1,031-row scan) moves a figure by at most 1.9x,
+    where unclipped it would move it 43x (a plan that looks 43x dearer is not even explored
+    again for 5,000 searches)."""
+    if old is None:
+        return new
+    new = min(max(new, old / OUTLIER_CLIP), old * OUTLIER_CLIP)
+    return (1 - PlanCosts.SMOOTHING) * old + PlanCosts.SMOOTHING * new
 
 
 class Planner:
@@ -343,6 +356,17 @@ class Planner:
         return exact_topk(self._vectors_of(st), st.rids, qvecs, k, self.spec.metric, norms=self._norms_of(st),
                           unit=self.spec.normalize)
 
+    def _ready(self, st: FilterState, plan: str) -> None:
+        """Read what ``plan`` reads once per filter (the rows' vectors and norms, the
+        membership test) before the clock starts, so that a timing is of the search itself
+        (a lean scan once read 30,000 rows' vectors inside its first timing: 0.3 s, which
+        taught the model 10 us a row)."""
+        if plan == "exact":
+            if st.scan is None:
+                st.scan = (self._vectors_of(st), self._norms_of(st))
+        else:
+            self._allowed_of(st)
+
     def _scan_one(self, st: FilterState, vector: np.ndarray, k: int) -> tuple[np.ndarray, list]:
         """:meth:`_scan` of one query (the lean path): positions in the filter's rows and
         distances, best first."""
@@ -388,11 +412,13 @@ class Planner:
         index = self.index()
         nq, costs = len(qvecs), self._plan_costs
         key = (k, ef)
+        before = st.chosen.get(key)  # the plan the filter's last searches ran, if any
         chosen = self._settled(st, key)
         st.uses += 1
         if chosen is not None:
             # the common case: this filter's plan, chosen a few searches ago; its timing kept current
-            plan, beam, unit, left, depth = chosen
+            plan, beam, unit, left, depth, trial = chosen
+            self._ready(st, plan)
             t0 = time.perf_counter()
             out = self._run(plan, st, index, qvecs, k, ef, depth)
             self._steady(st, key, chosen, (time.perf_counter() - t0) / nq)
@@ -417,9 +443,7 @@ class Planner:
         out = None
         results = {}
         for which in runs:
-            # what each plan reads once per filter (the rows' vectors, the membership set) is
-            # read before the clock starts, so the timing is of the search itself
-            self._vectors_of(st) if which == "exact" else self._allowed_of(st) if which == "walk" else None
+            self._ready(st, which)
             # a plan not run just before is probed: the best of PROBE_RUNS counts
             best = float("inf")
             for _ in range(PROBE_RUNS if which != plan else 1):
@@ -429,9 +453,13 @@ class Planner:
             if which not in costs.per_unit:  # the model learns from steady runs; a probe only starts it
                 costs.observe(which, units[which], best / nq)
             tkey = (which, beams[which])
-            if which == plan and tkey in st.steady:
-                st.timed[tkey] = _smoothed(st.timed[tkey], best / nq)
-            elif tkey not in st.steady:
+            if tkey in st.steady:
+                # a steady figure moves only with a run that follows runs of the same plan (after
+                # another plan's trial, one scan of 10,071 rows ran 3x its steady cost and sent
+                # the filter to a walk about twice as dear for the next 256 searches)
+                if which == plan and before is not None and before[:2] == tkey:
+                    st.timed[tkey] = _smoothed(st.timed[tkey], best / nq)
+            else:
                 st.timed[tkey] = best / nq  # a probe: an upper bound of its steady cost
             results[which] = result
             if which == (plan or "exact"):
@@ -457,7 +485,8 @@ class Planner:
                       and (p == now or est[p] <= TRIAL_WITHIN * est[now])]
         if trials:
             now = now if now in trials else min(trials, key=est.get)
-        st.chosen[key] = (now, beams[now], units[now], TRIAL_SEARCHES if trials else RECHOOSE_EVERY, depth)
+        left = TRIAL_SEARCHES if trials else RECHOOSE_EVERY
+        st.chosen[key] = (now, beams[now], units[now], left, depth, bool(trials))
         return out
 
     def _measured(self, st: FilterState, units: dict[str, float], beams: dict[str, int]) -> dict[str, float]:
@@ -485,23 +514,34 @@ class Planner:
 
     def _steady(self, st: FilterState, key: tuple, chosen: tuple, seconds: float | None) -> None:
         """Record a settled run of the plan chosen for a filter (run query after query: its
-        steady cost; the first run of a trial replaces the probe's value). ``seconds`` None: a
-        run not timed, only counted toward the next choice."""
-        plan, beam, unit, left, depth = chosen
-        st.chosen[key] = (plan, beam, unit, left - 1, depth)
+        steady cost). During a trial the filter's figure for the plan is the median of the
+        trial's runs so far (the first replaces the probe's value); afterwards each timed run
+        moves it (:func:`_smoothed`). ``seconds`` None: a run not timed, only counted toward
+        the next choice."""
+        plan, beam, unit, left, depth, trial = chosen
+        st.chosen[key] = (plan, beam, unit, left - 1, depth, trial)
         costs = self._plan_costs
         costs.planned += 1
         if seconds is None:  # not timed (see TIME_EVERY): counted only
             return
         tkey = (plan, beam)
-        if tkey in st.steady:
-            st.timed[tkey] = _smoothed(st.timed[tkey], seconds)
-            if costs.planned % MODEL_EVERY:
-                return
-        else:
-            st.timed[tkey] = seconds
+        if tkey not in st.steady:  # a trial's first run (cold caches)
             st.steady.add(tkey)
-        costs.observe(plan, unit, seconds)
+            st.timed[tkey] = seconds
+            st.trial_runs[tkey] = [seconds]
+            return
+        if trial:
+            # the median: a slow spell of a few searches, or the cold first run, does not decide
+            # (smoothed from the first run, one trial of a 10,071-row scan ended at 842 us where
+            # it runs steadily at 180-250, and the filter went to a walk of 435)
+            runs = st.trial_runs.setdefault(tkey, [])
+            runs.append(seconds)
+            st.timed[tkey] = sorted(runs)[len(runs) // 2]
+        else:
+            st.trial_runs.pop(tkey, None)
+            st.timed[tkey] = _smoothed(st.timed[tkey], seconds)
+        if costs.planned % MODEL_EVERY == 0:
+            costs.observe(plan, unit, seconds)
 
     def _beams(self, index, k: int, ef: int | None, depth: int | None) -> dict[str, int]:
         """What each plan's cost depends on besides the filter: the walk's and the
@@ -554,12 +594,16 @@ class Planner:
         chosen = self._settled(st, key)
         if chosen is None:
             return self.hits_for(*_lists(*self._planned(st, vector[None], k, ef)))
-        plan, beam, unit, left, depth = chosen
+        plan, beam, unit, left, depth, trial = chosen
         index = self._index if self._index is not None else self.index()
         # once the plan runs steadily on the filter, one search in TIME_EVERY is timed (a trial's
-        # are all timed): recording a timing touches half a dozen objects
-        timed = left % TIME_EVERY == 0 or (plan, beam) not in st.steady
-        t0 = time.perf_counter() if timed else 0.0
+        # are all timed: its figure starts from a cold first run): recording a timing touches
+        # half a dozen objects
+        timed = trial or left % TIME_EVERY == 0 or (plan, beam) not in st.steady
+        t0 = 0.0
+        if timed:
+            self._ready(st, plan)
+            t0 = time.perf_counter()
         found = (self._scan_one(st, vector, k) if plan == "exact" else
                  self._walk_one(index, st, vector, k, beam) if plan == "walk" else
                  self._post_one(index, st, vector, k, ef, depth))
