@@ -28,8 +28,7 @@ def test_hit_columns_fetch_misses_and_parse_nested_metadata_per_call(tmp_path):
             metadatas=[{"k": 1}, {"tags": ["x"], "d": {"y": 2}}, {}], vectors=unit_rows(3, 8, seed=1))
     storage = col._storage
     rids = [r[0] for r in storage._q("SELECT rid FROM records WHERE collection_id = ? ORDER BY rid", (storage.cid,))]
-    storage._row_cache.clear()  # every lookup a miss: filled from SQLite
-    storage._row_cache_bytes = 0
+    storage.clear_row_cache()  # every lookup a miss: filled from SQLite
     ids, docs, metas = storage.hit_columns(rids + [10**9])  # the last rid does not exist
     assert ids == ("flat", "nested", "none", None) and docs == ("f", "n", None, None)
     assert [dict(m) for m in metas] == [{"k": 1}, {"tags": ["x"], "d": {"y": 2}}, {}, {}]
@@ -74,8 +73,36 @@ def test_row_cache_stays_in_its_bound_and_results_stay_right(tmp_path, monkeypat
             assert hits[0].id == f"r{i}" and hits[0].document == f"doc {i}" and hits[0].metadata == metas[i]
             assert all(h.metadata == metas[int(h.id[1:])] for h in hits)
     storage = col._storage
-    assert 0 < storage._row_cache_bytes <= 3_000 and len(storage._row_cache) < 60
-    assert storage._row_cache_bytes == sum(collection_storage._entry_bytes(e) for e in storage._row_cache.values())
+    cached = [storage.cached_entry(r) for r in storage._row_order]
+    assert 0 < storage._row_cache_bytes <= 3_000 and 0 < len(cached) < 60 and None not in cached
+    assert storage._row_cache_bytes == sum(collection_storage._entry_bytes(e) for e in cached)
+    assert sum(e is not None for e in storage._row_slots) == len(cached)  # evicted slots emptied
+    st.close()
+
+
+def test_row_ids_past_the_list_are_cached_in_a_dict_alike(tmp_path, monkeypatch):
+    """The row cache is a list indexed by row id up to LIST_SLOTS; row ids past it (a store
+    grown that large) are cached in a dict, with the same hits, eviction and bound."""
+    from latentspace.storage.embedded import rowcache
+
+    monkeypatch.setattr(rowcache, "LIST_SLOTS", 25)
+    monkeypatch.setattr(rowcache, "ROW_CACHE_BYTES", 6_000)
+    st = ls.open_store(tmp_path / "s")
+    col = st.create_collection("c", space=SPEC)
+    x = unit_rows(60, 8, seed=5)
+    col.add([f"r{i}" for i in range(60)], documents=[f"doc {i}" for i in range(60)],
+            metadatas=[{"n": i} for i in range(60)], vectors=x)
+    storage = col._storage
+    for _ in range(2):  # misses, then the cache (list and dict) answers
+        for i, v in enumerate(x):
+            one = col.search(vector=v, k=3)
+            assert one == col.search_batch(vectors=v[None], k=3)[0]
+            assert (one[0].id, one[0].document, one[0].metadata) == (f"r{i}", f"doc {i}", {"n": i})
+    assert len(storage._row_slots) <= 25 and storage._far_rows
+    assert all(r >= 25 for r in storage._far_rows)
+    cached = [storage.cached_entry(r) for r in storage._row_order]
+    assert storage._row_cache_bytes == sum(rowcache._entry_bytes(e) for e in cached) <= 6_000
+    assert len(storage._far_rows) + sum(e is not None for e in storage._row_slots) == len(storage._row_order)
     st.close()
 
 
@@ -105,8 +132,7 @@ def test_hits_for_builds_the_same_hits_as_the_columns_and_parses_nested_metadata
     col.add(["a", "b"], documents=["A", None], metadatas=[{"k": 1}, {}], vectors=unit_rows(2, 8, seed=3))
     storage = col._storage
     rids = [r[0] for r in storage._q("SELECT rid FROM records WHERE collection_id = ? ORDER BY rid", (storage.cid,))]
-    storage._row_cache.clear()
-    storage._row_cache_bytes = 0
+    storage.clear_row_cache()
     first = storage.hits_for(rids, [0.25, 0.5])  # misses: fetched
     again = storage.hits_for(rids, [0.25, 0.5])  # hits of the cache
     want = make_hits(*storage.hit_columns(rids), [0.75, 0.5], [0.25, 0.5])
@@ -262,8 +288,7 @@ def test_a_repeated_small_filter_makes_hits_from_its_rows_entries_until_a_write(
     ids_of = dict(sql)
     assert [e[0] for e in entries] == [ids_of[r] for r in state().rids.tolist()]
     assert state().nbytes() >= planner.ENTRY_BYTES * len(entries)
-    storage._row_cache.clear()  # the entries serve without the row cache
-    storage._row_cache_bytes = 0
+    storage.clear_row_cache()  # the entries serve without the row cache
     agree()
     assert state().entries is entries
     col.upsert(["r1"], vectors=qs[0][None], metadatas=[{"b": 1, "i": -1}], documents=["moved"])

@@ -69,9 +69,7 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
         self._matrix: _Matrix | None = None
         self._generation = store._generation
         self._filters: OrderedDict[Node, FilterState] = OrderedDict()  # per filter, until the next write
-        self._row_cache: OrderedDict[int, tuple] = OrderedDict()
-        self._nested_cached = False  # whether any cached row's metadata is nested (kept as JSON text)
-        self._row_cache_bytes = 0
+        self._init_row_cache()
         self._plan_costs = PlanCosts()
         self._rid_of: dict[str, int] | None = None  # id -> rid for the neighbour graph, until the next write
         self._synced_seq = -1  # the change sequence the per-filter caches and the id map hold
