@@ -336,10 +336,9 @@ def test_the_graph_plans_answer_alike_with_a_byte_map_or_a_set_of_the_matches(fi
     assert all((l >= 0).all() for l, _ in by_bytes)
 
 
-def test_a_settled_plan_counts_every_search_and_times_one_in_time_every(filled, monkeypatch):
-    """Once a filter's plan runs steadily on it, every search counts down to the next choice
-    and one in TIME_EVERY is timed (a trial's searches are all timed); the answers stay the
-    exact scan's."""
+def _a_fresh_filter(filled, searches: int):
+    """A fresh planner and the filter on buckets 0-3 searched ``searches`` times: (collection,
+    query vectors, encoder, storage, the filter, its FilterState)."""
     from latentspace.storage.embedded import planner
 
     col, qvecs, enc = filled
@@ -347,10 +346,18 @@ def test_a_settled_plan_counts_every_search_and_times_one_in_time_every(filled, 
     storage._plan_costs = planner.PlanCosts()
     storage._filters.clear()
     where = {"bucket": {"$in": [0, 1, 2, 3]}}
-    node = storage_node(where)
-    for i in range(planner.REPEATS):
-        col.search(vector=qvecs[i], space=enc.spec, k=10, where=where)
-    st = storage._filters[node]
+    for q in qvecs[:searches]:
+        col.search(vector=q, space=enc.spec, k=10, where=where)
+    return col, qvecs, enc, storage, where, storage._filters[storage_node(where)]
+
+
+def test_a_settled_plan_counts_every_search_and_times_one_in_time_every(filled, monkeypatch):
+    """Once a filter's plan runs steadily on it, every search counts down to the next choice
+    and one in TIME_EVERY is timed (a trial's searches are all timed); the answers stay the
+    exact scan's."""
+    from latentspace.storage.embedded import planner
+
+    col, qvecs, enc, storage, where, st = _a_fresh_filter(filled, planner.REPEATS)
     beams = storage._beams(storage.index(), 10, None, planner.post_depth(10, st.m, len(col)))
     st.timed = {(p, beams[p]): 1e-12 if p == "exact" else 1.0 for p in planner.PLANS}
     st.steady = set(st.timed)
@@ -395,14 +402,7 @@ def test_trials_are_timed_whole_and_judged_by_their_median_and_a_stall_moves_a_f
     (cold) does not move its steady figure. A stand-in clock: no real timing is judged."""
     from latentspace.storage.embedded import planner
 
-    col, qvecs, enc = filled
-    storage = col._storage
-    storage._plan_costs = planner.PlanCosts()
-    storage._filters.clear()
-    where = {"bucket": {"$in": [0, 1, 2, 3]}}
-    node = storage_node(where)
-    col.search(vector=qvecs[0], space=enc.spec, k=10, where=where)
-    st = storage._filters[node]
+    col, qvecs, enc, storage, where, st = _a_fresh_filter(filled, 1)
     key, beams = (10, None), storage._beams(storage.index(), 10, None, planner.post_depth(10, st.m, len(col)))
     st.scan, st.vecs, st.timed, st.steady, st.uses = None, None, {}, set(), planner.REPEATS  # it repeats
     # the exact plan starts a trial on the lean path (never run on the filter: its vectors unread)
