@@ -240,3 +240,54 @@ def test_a_killed_writer_leaves_a_recent_index_and_recovery_replays_only_the_tai
     assert not any("rebuilt" in m for m in st.messages), st.messages  # loaded the file, replayed the tail
     assert col._storage._index_seq == 3000
     st.close()
+
+
+_HOLDER = r"""
+import sys, time
+import numpy as np
+import latentspace as ls
+store = ls.open_store(sys.argv[1])
+col = store.create_collection("v", space=ls.SpaceSpec(model="m", dim=8, modality="vector"))
+rng = np.random.default_rng(0)
+t0, batches = time.time(), 0
+while time.time() - t0 < float(sys.argv[2]):
+    x = rng.normal(size=(32, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    col.add([f"{batches}-{j}" for j in range(32)], vectors=x)
+    batches += 1
+    for v in x[:10]:
+        assert col.search(vector=v, k=1)[0].distance < 1e-4
+assert len(col) == 32 * batches
+store.close()
+print("ok", batches)
+"""
+
+
+def test_another_process_opening_and_closing_connections_leaves_an_open_store_working(tmp_path):
+    """A store writing and searching while another process opens, reads and closes SQLite
+    connections to it, again and again (what `latentspace` CLI commands beside a server
+    do). The store once closed a descriptor of the ``-shm`` file right after opening it,
+    which drops every POSIX lock the process held on the file, SQLite's included: the other
+    process's connection took itself for the first, truncated the file and rebuilt the WAL
+    index under the store, whose mapping of it died of SIGBUS within seconds."""
+    import subprocess
+    import sys
+
+    store = tmp_path / "s"
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(store), "5"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline, opened = time.time() + 120, 0
+    while proc.poll() is None and time.time() < deadline:
+        if (store / "latentspace.db").exists():
+            con = sqlite3.connect(store / "latentspace.db", timeout=5)
+            try:
+                con.execute("SELECT COALESCE(MAX(count), 0) FROM collections").fetchone()
+                opened += 1
+            except sqlite3.OperationalError:  # created meanwhile
+                pass
+            finally:
+                con.close()
+        time.sleep(0.01)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, (proc.returncode, err[-2000:])
+    assert out.startswith("ok") and opened > 20

@@ -47,6 +47,14 @@ class _WalIndexWatch:
     caller to ``PRAGMA data_version``, which stays the authority; an unchanged one saves that
     round trip (about 4 us of a 100 us query). Unavailable (no ``-shm``, no mmap): always
     "changed", i.e. the PRAGMA every time.
+
+    Its file descriptors (ours and the one mmap keeps) stay open until :meth:`close`, which
+    runs after the SQLite connection is closed: POSIX drops every ``fcntl`` lock a process
+    holds on a file when it closes *any* descriptor of that file, so closing one while the
+    connection was open dropped SQLite's lock on the ``-shm``; another process's connection
+    then took itself for the first, truncated the file and rebuilt the WAL index under ours
+    (our mapping died of SIGBUS: a store writing and searching while another process
+    opened and closed connections crashed within seconds; tests/test_recovery.py).
     """
 
     HEADER = 48
@@ -55,18 +63,17 @@ class _WalIndexWatch:
         import mmap
 
         self._map = None
+        self._fd: int | None = None
         self._last = b""
         try:
-            fd = os.open(shm, os.O_RDONLY)
+            self._fd = os.open(shm, os.O_RDONLY)
         except OSError:
             return
         try:
-            if os.fstat(fd).st_size >= self.HEADER:
-                self._map = mmap.mmap(fd, self.HEADER, access=mmap.ACCESS_READ)
+            if os.fstat(self._fd).st_size >= self.HEADER:
+                self._map = mmap.mmap(self._fd, self.HEADER, access=mmap.ACCESS_READ)
         except (OSError, ValueError):
             self._map = None
-        finally:
-            os.close(fd)
 
     def changed(self) -> bool:
         if self._map is None:
@@ -78,9 +85,13 @@ class _WalIndexWatch:
         return True
 
     def close(self) -> None:
+        """Only after the SQLite connection is closed (see the class docstring)."""
         if self._map is not None:
             self._map.close()
             self._map = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class EmbeddedStore(StoreBackend):
@@ -164,9 +175,9 @@ class EmbeddedStore(StoreBackend):
                 except (OSError, sqlite3.Error):
                     pass
             self._dv_cursor = None
-            self._watch.close()
             self._conn.close()
             self._conn = None
+            self._watch.close()  # after the connection: closing its descriptors drops SQLite's locks
             _OPEN.discard(self)
 
     def __repr__(self) -> str:
