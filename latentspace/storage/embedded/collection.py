@@ -69,7 +69,7 @@ class CollectionStorage(ChangeLog, IndexFiles, ExactMatrix, RowCache, Planner, C
         self._matrix: _Matrix | None = None
         self._generation = store._generation
         self._filters: OrderedDict[Node, FilterState] = OrderedDict()  # per filter, until the next write
-        self._init_row_cache()
+        self.clear_row_cache()
         self._plan_costs = PlanCosts()
         self._rid_of: dict[str, int] | None = None  # id -> rid for the neighbour graph, until the next write
         self._synced_seq = -1  # the change sequence the per-filter caches and the id map hold

@@ -370,10 +370,9 @@ class Planner:
     def _scan_one(self, st: FilterState, vector: np.ndarray, k: int) -> tuple[np.ndarray, list]:
         """:meth:`_scan` of one query (the lean path): positions in the filter's rows and
         distances, best first."""
-        scan = st.scan
-        if scan is None:
-            scan = st.scan = (self._vectors_of(st), self._norms_of(st))
-        spec = self.spec
+        if st.scan is None:
+            self._ready(st, "exact")
+        scan, spec = st.scan, self.spec
         pos, dists = nearest_rows(scan[0], vector, k, spec.metric, scan[1], spec.normalize)
         return pos, dists.tolist()
 

@@ -55,6 +55,11 @@ def _entry_of(row: Row | None) -> tuple:
     return _GONE if row is None else (row.id, row.document, row.metadata)
 
 
+def _flat(meta: dict) -> bool:
+    """Whether metadata holds no lists or dicts (then one read-only copy serves every hit)."""
+    return all(not isinstance(v, (dict, list)) for v in meta.values())
+
+
 def _entry_bytes(entry: tuple) -> int:
     """What a row cache entry counts against ROW_CACHE_BYTES (a fixed function of the entry)."""
     rec_id, doc, meta = entry
@@ -64,15 +69,13 @@ def _entry_bytes(entry: tuple) -> int:
 class RowCache:
     """Rows by row id for search hits, through a bounded in-memory cache. (A part of :class:`.collection.CollectionStorage`.)"""
 
-    def _init_row_cache(self) -> None:
+    def clear_row_cache(self) -> None:
+        """Empty the cache (also its initial state)."""
         self._row_slots: list = []  # row id -> entry, or None
         self._far_rows: dict[int, tuple] = {}  # the entries of row ids >= LIST_SLOTS
         self._row_order: deque[int] = deque()  # cached row ids, oldest first
         self._row_cache_bytes = 0
         self._nested_cached = False  # whether any cached row's metadata is nested (kept as JSON text)
-
-    def clear_row_cache(self) -> None:
-        self._init_row_cache()
 
     def cached_entry(self, rid: int) -> tuple | None:
         """The cache entry of ``rid``, or None."""
@@ -134,11 +137,8 @@ class RowCache:
         """The cache entries of ``rids`` in order, fetching the missing ones, for
         :meth:`hits_of`; None where one has nested metadata (parsed per hit, see :meth:`hit_columns`)."""
         entries = self._entries(rids)
-        for e in entries:  # (a row just fetched comes with its nested metadata parsed, not as text)
-            meta = e[2]
-            if type(meta) is str or any(isinstance(v, (dict, list)) for v in meta.values()):
-                return None
-        return entries
+        # (a row just fetched comes with its nested metadata parsed, not as text)
+        return entries if all(type(e[2]) is not str and _flat(e[2]) for e in entries) else None
 
     def fetch(self, rids: list[int], with_vectors: bool = False) -> dict[int, Row]:
         """Rows by rid, with read-only metadata. A rid's row never changes (an upsert writes a
@@ -178,7 +178,7 @@ class RowCache:
         if cached is not None and type(cached[2]) is not str:
             return cached[2]
         meta = json.loads(meta_text)
-        flat = all(not isinstance(v, (dict, list)) for v in meta.values())
+        flat = _flat(meta)
         frozen = FrozenDict(meta) if meta else EMPTY
         if cached is None:
             entry = (rec_id, doc, frozen if flat else meta_text)
