@@ -176,7 +176,8 @@ MEMORY = ":memory:"
 
 def open_store(uri: str | os.PathLike, **options: Any) -> Store:
     """Open (or create) a store. ``uri``: a directory path, the embedded store (options:
-    ``lock_timeout``, ``create``, ``verbose``); ``":memory:"``, collections in this
+    ``lock_timeout``, ``create``, ``verbose``, ``huge_pages``: False keeps the HNSW index
+    on ordinary 4 KiB pages, see :mod:`latentspace.storage.hugepages`); ``":memory:"``, collections in this
     process's memory (exact search; gone when it ends); ``"milvus://host:19530"`` (also
     ``milvus://user:password@host:19530/db`` and ``milvus+https://``; options ``token``,
     ``db_name``, ``timeout``) or ``"milvus+lite:///folder"``, collections in Milvus

@@ -11,6 +11,7 @@ here, incremental add, delete by marking, filter callbacks; see bench/RESULTS.md
 from __future__ import annotations
 
 import math
+import struct
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,6 +20,7 @@ import numpy as np
 
 from ..core.errors import InvalidInputError
 from ..core.validation import check_int
+from . import hugepages
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,17 @@ def neighbour_arrays(found: list[list[tuple[str, float]]], ids: list[str], which
     return indices, distances
 
 
+def _level0_bytes(path: str) -> int:
+    """The size of the level-0 block that loading an hnswlib file allocates: its header's
+    capacity times its bytes per element (0 for a file too short to say)."""
+    with open(path, "rb") as f:
+        head = f.read(32)
+    if len(head) < 32:
+        return 0
+    _, capacity, _, per_element = struct.unpack("<4Q", head)
+    return capacity * per_element
+
+
 class AnnIndex(ABC):
     """What the store needs from an ANN library."""
 
@@ -231,27 +244,36 @@ class HnswIndex(AnnIndex):
 
     SPACES = {"cosine": "cosine", "dot": "ip", "l2": "l2"}
 
-    def __init__(self, dim: int, metric: str, params: HnswParams = HnswParams(), capacity: int = 1024):
+    def __init__(self, dim: int, metric: str, params: HnswParams = HnswParams(), capacity: int = 1024,
+                 huge_pages: bool = True):
         import hnswlib
 
         self.dim, self.metric, self.params = dim, metric, params
+        self.huge_pages, self.huge_ranges = huge_pages, []
         self._index = hnswlib.Index(space=self.SPACES[metric], dim=dim)
-        self._index.init_index(
-            max_elements=max(capacity, 16), M=params.M, ef_construction=params.ef_construction,
-            random_seed=100, allow_replace_deleted=True,
-        )
+        capacity = max(capacity, 16)
+        with self._new_memory(capacity) as new:  # not yet written: huge pages as vectors are added
+            self._index.init_index(
+                max_elements=capacity, M=params.M, ef_construction=params.ef_construction,
+                random_seed=100, allow_replace_deleted=True,
+            )
+        self.huge_ranges += hugepages.advise(new.regions, collapse=False)
         self._index.set_ef(params.ef_search)
         self._ef = self._ef_default = params.ef_search
         self._live = 0
 
     @classmethod
-    def load(cls, path: str, dim: int, metric: str, params: HnswParams, live: int) -> HnswIndex:
+    def load(cls, path: str, dim: int, metric: str, params: HnswParams, live: int,
+             huge_pages: bool = True) -> HnswIndex:
         import hnswlib
 
         self = cls.__new__(cls)
         self.dim, self.metric, self.params = dim, metric, params
+        self.huge_pages, self.huge_ranges = huge_pages, []
         self._index = hnswlib.Index(space=cls.SPACES[metric], dim=dim)
-        self._index.load_index(path, allow_replace_deleted=True)
+        with self._new_memory(None, _level0_bytes(path)) as new:
+            self._index.load_index(path, allow_replace_deleted=True)
+        self.huge_ranges += hugepages.advise(new.regions)  # already written: collapsed in the background
         if self._index.dim != dim:
             raise ValueError(f"index dimension {self._index.dim} != {dim}")
         self._index.set_ef(params.ef_search)
@@ -262,13 +284,24 @@ class HnswIndex(AnnIndex):
     def __len__(self) -> int:
         return self._live
 
+    def _new_memory(self, capacity: int | None, size: int = 0) -> hugepages.NewMemory:
+        """Watch for the memory hnswlib allocates for ``capacity`` vectors (or its level-0
+        block of ``size`` bytes), when huge pages are on and the block is large enough
+        (:data:`.hugepages.WATCH_FROM`)."""
+        if capacity is not None:
+            size = capacity * (4 * self.dim + 8 * self.params.M + 12)  # hnswlib's level-0 block
+        return hugepages.NewMemory(self.huge_pages and size >= hugepages.WATCH_FROM)
+
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
         if len(labels) == 0:
             return
         needed = self._index.element_count + len(labels)
         cap = self._index.get_max_elements()
         if needed > cap:
-            self._index.resize_index(max(needed, int(cap * 1.5) + 1024))
+            cap = max(needed, int(cap * 1.5) + 1024)
+            with self._new_memory(cap) as new:
+                self._index.resize_index(cap)
+            self.huge_ranges += hugepages.advise(new.regions)
         self._index.add_items(vectors, np.asarray(labels, dtype=np.int64), num_threads=-1, replace_deleted=True)
         self._live += len(labels)
 

@@ -81,7 +81,8 @@ class IndexFiles:
             )
             if not ok:
                 return None
-            index = HnswIndex.load(str(path), self.spec.dim, self.spec.metric, self.params, meta["live"])
+            index = HnswIndex.load(str(path), self.spec.dim, self.spec.metric, self.params, meta["live"],
+                                     huge_pages=self.store.huge_pages)
             return index, meta["seq"]
         except (OSError, ValueError, KeyError, TypeError, RuntimeError):
             return None
@@ -93,7 +94,8 @@ class IndexFiles:
             try:
                 seq = self.last_seq()
                 n = self._count()
-                index = HnswIndex(self.spec.dim, self.spec.metric, self.params, capacity=max(n, 1024))
+                index = HnswIndex(self.spec.dim, self.spec.metric, self.params, capacity=max(n, 1024),
+                                  huge_pages=self.store.huge_pages)
                 cur = conn.execute(
                     "SELECT rid, vector FROM records WHERE collection_id = ? ORDER BY rid", (self.cid,)
                 )

@@ -103,8 +103,12 @@ class EmbeddedStore(StoreBackend):
 
     capabilities = Capabilities()
 
-    def __init__(self, path: str | os.PathLike, *, lock_timeout: float = 10.0, create: bool = True, verbose: bool = False):
+    def __init__(self, path: str | os.PathLike, *, lock_timeout: float = 10.0, create: bool = True, verbose: bool = False,
+                 huge_pages: bool = True):
         self.lock_timeout = check_float(lock_timeout, "lock_timeout", "open_store", 0.0, 86400.0)
+        if type(huge_pages) is not bool:
+            raise InvalidInputError(f"open_store's huge_pages is True or False; got {huge_pages!r}.")
+        self.huge_pages = huge_pages  # ask Linux for 2 MiB pages under HNSW indexes (see storage/hugepages.py)
         p = Path(path).expanduser()
         if p.exists() and not p.is_dir():
             raise InvalidInputError(f"Store path {p} is a file, not a directory. A store is a directory: pick another path.")

@@ -1,0 +1,126 @@
+"""Huge pages under the HNSW index (storage/hugepages.py): advised where Linux allows it,
+never where the user turned them off, and never changing what a search returns."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+import latentspace as ls
+from latentspace.core.errors import InvalidInputError
+from latentspace.storage import hugepages
+from latentspace.storage.index import HnswIndex
+from tests.conftest import unit_rows
+
+needs_thp = pytest.mark.skipif(
+    not hugepages.available(),
+    reason="transparent huge pages are not available here (not Linux, set to never, or no libc madvise)",
+)
+DIM = 384  # 25,000 rows of it: a 42 MB block, past hugepages.WATCH_FROM (32 MB)
+WIDE, N = 4_096, 2_500  # a store's index past WATCH_FROM with few rows (a quick build)
+
+
+def _fill(path, huge_pages: bool):
+    store = ls.open_store(path, huge_pages=huge_pages)
+    col = store.create_collection("v", space=ls.SpaceSpec(model="test/huge", dim=WIDE),
+                                  hnsw={"M": 8, "ef_construction": 32})
+    x = unit_rows(N, WIDE, seed=3)
+    for s in range(0, N, 1_250):  # the index grows (hnswlib reallocates: 1,024 -> 2,560 rows, 42 MB)
+        col.add([str(i) for i in range(s, s + 1_250)], vectors=x[s : s + 1_250])
+    col.flush()
+    return store, col, x
+
+
+@needs_thp
+def test_a_new_index_is_advised_and_a_small_one_is_left_alone():
+    big = HnswIndex(DIM, "cosine", capacity=25_000)
+    assert big.huge_ranges, "a 25,000-row index (42 MB) gets its memory advised"
+    assert all(lo % hugepages.HUGE_PAGE == 0 and hi % hugepages.HUGE_PAGE == 0 for lo, hi in big.huge_ranges)
+    assert hugepages.huge_bytes(big.huge_ranges)[1], "the kernel lists the advice (VmFlags hg)"
+    assert HnswIndex(DIM, "cosine", capacity=15_000).huge_ranges == []  # 25 MB: below WATCH_FROM
+
+
+@needs_thp
+def test_turned_off_the_index_memory_is_not_advised():
+    with hugepages.NewMemory() as new:
+        plain = HnswIndex(DIM, "cosine", capacity=25_000, huge_pages=False)
+    assert plain.huge_ranges == []
+    assert new.regions, "hnswlib's block was allocated and seen"
+    assert not hugepages.huge_bytes(new.regions)[1]
+
+
+@needs_thp
+def test_a_loaded_index_is_advised_and_answers_as_without(tmp_path):
+    store, col, x = _fill(tmp_path / "a", huge_pages=True)
+    grown = col._storage._index
+    assert grown.huge_ranges, "the grown index (resized on the way) is advised"
+    store.close()
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    on = ls.open_store(tmp_path / "a")  # the default: on
+    off = ls.open_store(tmp_path / "b", huge_pages=False)
+    q = unit_rows(20, WIDE, seed=4)
+    a, b = on.get_collection("v"), off.get_collection("v")
+    for v in q:
+        assert a.search(vector=v, k=10) == b.search(vector=v, k=10)
+    assert a.search_batch(vectors=q, k=10) == b.search_batch(vectors=q, k=10)
+    loaded = a._storage._index
+    assert loaded.huge_ranges and hugepages.huge_bytes(loaded.huge_ranges)[1]
+    assert b._storage._index.huge_ranges == []
+    assert hugepages.wait_collapsed(120)  # the background collapse finishes (its result is the kernel's)
+    assert a.search(vector=x[7], k=1)[0].id == "7"  # and the index still answers after it
+    on.close()
+    off.close()
+
+
+def test_huge_pages_option_is_checked(tmp_path):
+    for bad in ("yes", 1, None):
+        with pytest.raises(InvalidInputError, match="huge_pages"):
+            ls.open_store(tmp_path / "s", huge_pages=bad)
+
+
+def test_where_unavailable_nothing_is_asked(tmp_path, monkeypatch):
+    never = tmp_path / "enabled"
+    never.write_text("always madvise [never]\n")
+    monkeypatch.setattr(hugepages, "THP_SETTING", never)
+    monkeypatch.setattr(hugepages, "_madvise", None)  # read the setting again
+    assert not hugepages.available()
+    assert hugepages.advise([(0, 64 << 20)]) == []
+    index = HnswIndex(DIM, "cosine", capacity=25_000)
+    assert index.huge_ranges == []
+    x = unit_rows(50, DIM, seed=5)
+    index.add(np.arange(50), x)
+    labels, _ = index.search(x[:3], 1)
+    assert labels[:, 0].tolist() == [0, 1, 2]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/maps is Linux's")
+def test_new_memory_sees_an_allocation():
+    with hugepages.NewMemory() as new:
+        block = np.ones(hugepages.WATCH_FROM + 1, dtype=np.uint8)  # the C allocator maps it on its own
+    if hugepages.available():
+        lo, hi = block.ctypes.data, block.ctypes.data + block.nbytes
+        assert any(a < hi and lo < b for a, b in new.regions)  # (numpy advises most of it itself: two mappings)
+    else:
+        assert new.regions == []
+
+
+def test_only_new_addresses_count_as_new():
+    old = {(0x1000_0000, 0x1400_0000)}
+    merged = {(0x0c00_0000, 0x1400_0000)}  # a new mapping just below, merged by the kernel with the old
+    assert hugepages._minus(merged, old) == [(0x0c00_0000, 0x1000_0000)]
+    assert hugepages._minus({(0, 100)}, {(10, 20), (30, 40)}) == [(0, 10), (20, 30), (40, 100)]
+    assert hugepages._minus({(0, 100)}, {(0, 100)}) == []
+
+
+@needs_thp
+def test_an_index_made_just_before_keeps_its_own_pages():
+    with hugepages.NewMemory() as first_memory:
+        first = HnswIndex(DIM, "cosine", capacity=25_000, huge_pages=False)
+    second = HnswIndex(DIM, "cosine", capacity=25_000)  # mapped next to it, often merged with it
+    assert second.huge_ranges
+    assert not hugepages.huge_bytes(first_memory.regions)[1]
+    assert not any(lo < b and a < hi for lo, hi in second.huge_ranges for a, b in first_memory.regions)
+    assert first.huge_ranges == []
