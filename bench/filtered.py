@@ -1,6 +1,7 @@
 """Filtered search across selectivities: latentspace's planner against both plans run by hand.
 
-    python bench/filtered.py [--n 100000] [--queries 200] [--json-out bench/filtered-results.json]
+    python bench/filtered.py [--n 100000] [--queries 200] [--no-peers] [--hand-huge-pages]
+                             [--json-out bench/filtered-results.json]
 
 The 100k real MiniLM vectors of bench/search.py; each record gets ``b`` uniform in
 [0, 1000) and the filter ``{"b": {"$lt": t}}`` selects t/1000 of them (0.1% to 90%). For
@@ -16,6 +17,10 @@ latentspace search returns (per hit: id, score, document, metadata, distance; bu
 Python lists held in memory, the least a hand-written search can do to give the same
 answer). The criterion compares like with like, so it is judged on the second; the first
 is printed too. The planner's learned costs and the plan it chose are recorded.
+
+latentspace's index sits on 2 MiB pages where Linux allows (latentspace/storage/hugepages.py);
+the hand walk's hnswlib index on the 4 KiB pages hnswlib gets, unless ``--hand-huge-pages``
+gives it the same (then the comparison is of the plans and the wrapper alone).
 """
 
 from __future__ import annotations
@@ -141,12 +146,15 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--json-out", type=Path)
     ap.add_argument("--no-peers", action="store_true", help="leave chromadb and lancedb out (a quicker run)")
+    ap.add_argument("--hand-huge-pages", action="store_true",
+                    help="give the hand walk's hnswlib index the huge pages latentspace asks for (like for like)")
     args = ap.parse_args()
 
     import hnswlib
 
     import latentspace as ls
     from latentspace.data.vectors import real_vectors
+    from latentspace.storage import hugepages
     from latentspace.storage.filter import parse
 
     _, x, _, q = real_vectors(args.n, 1000, progress=True)
@@ -159,7 +167,9 @@ def main() -> None:
                 metadatas=[{"b": int(v)} for v in b[s : s + 20_000]])
     col.flush()
     index = hnswlib.Index(space="cosine", dim=384)
-    index.init_index(max_elements=len(x), M=16, ef_construction=200, random_seed=100)
+    with hugepages.NewMemory(args.hand_huge_pages) as new:
+        index.init_index(max_elements=len(x), M=16, ef_construction=200, random_seed=100)
+    hugepages.advise(new.regions, collapse=False)  # (written below: huge pages as it is filled)
     index.add_items(x, np.arange(len(x)))
     ids = [str(i) for i in range(len(x))]
     docs = [None] * len(x)
@@ -245,7 +255,7 @@ def main() -> None:
         del state
     for row in rows:
         row.pop("truth")
-    out = {"n": len(x), "queries": len(q), "rows": rows,
+    out = {"n": len(x), "queries": len(q), "hand_huge_pages": args.hand_huge_pages, "rows": rows,
            "learned": {"scan_ns_per_row": per.get("exact", 0) * 1e9, "walk_us_at_full": per.get("walk", 0) * 1e6,
                        "post_ns_per_beam": per.get("post", 0) * 1e9}}
     print(f"{'selectivity':>11} {'matches':>8} {'latentspace':>12} {'plan':>5} {'recall':>7} {'scan':>8} {'+hits':>8} "

@@ -36,13 +36,16 @@ MADV_HUGEPAGE = 14
 MADV_COLLAPSE = 25  # Linux 6.1+; older kernels answer EINVAL (khugepaged then collapses in its own time)
 COLLAPSE_CHUNK = 32 << 20  # one madvise call at a time: the thread can stop between chunks
 MIN_REGION = 2 * HUGE_PAGE  # smaller mappings hold no whole aligned huge page worth the advice
-#: glibc maps a block of its own for every allocation of at least this many bytes (its
-#: DEFAULT_MMAP_THRESHOLD_MAX on 64-bit); a smaller one may come from memory it already holds,
-#: where no new mapping shows it. Smaller indexes are left on 4 KiB pages (they gain less).
+#: glibc maps a block of its own for an allocation of at least this many bytes (its
+#: DEFAULT_MMAP_THRESHOLD_MAX on 64-bit) unless free memory it holds can serve it (the top
+#: of its heap, given back first with ``malloc_trim``; a free chunk that large inside the
+#: heap, rare); a smaller one often comes from memory it holds, where no new mapping shows
+#: it. Smaller indexes are left on 4 KiB pages (they gain less); one not found is left too.
 WATCH_FROM = 32 << 20
 THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 _madvise = None  # libc's madvise, once loaded; False where it cannot be
+_malloc_trim = None  # glibc's malloc_trim, where there is one
 _collapse_queue: queue.SimpleQueue | None = None
 _collapser: threading.Thread | None = None
 _state_lock = threading.Lock()
@@ -50,7 +53,7 @@ _state_lock = threading.Lock()
 
 def available() -> bool:
     """Whether this process can ask for transparent huge pages (Linux, not set to ``never``)."""
-    global _madvise
+    global _madvise, _malloc_trim
     if _madvise is None:
         _madvise = False
         if sys.platform.startswith("linux"):
@@ -64,6 +67,9 @@ def available() -> bool:
                     fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
                     fn.restype = ctypes.c_int
                     _madvise = fn
+                    _malloc_trim = getattr(libc, "malloc_trim", None)
+                    if _malloc_trim is not None:
+                        _malloc_trim.argtypes = [ctypes.c_size_t]
             except (OSError, AttributeError):
                 _madvise = False
     return _madvise is not False
@@ -117,6 +123,10 @@ class NewMemory:
         self.regions: list[tuple[int, int]] = []
 
     def __enter__(self) -> NewMemory:
+        if self.enabled and _malloc_trim is not None:
+            # glibc serves even a large block from free memory at the top of its heap when
+            # there is enough (no new mapping then); giving that back first leaves it none
+            _malloc_trim(0)
         self._before = anonymous_regions() if self.enabled else set()
         return self
 
