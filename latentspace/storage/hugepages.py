@@ -5,17 +5,18 @@ An HNSW walk reads a few thousand vectors scattered over the whole index (235 MB
 TLB and walks the page tables; with 2 MiB pages the whole index fits the TLB. Linux backs
 anonymous memory with 2 MiB pages where the program asks for them (``madvise(MADV_HUGEPAGE)``)
 when transparent huge pages are in ``madvise`` mode, the default of Debian and Ubuntu;
-hnswlib does not ask. Measured here (2-core AMD EPYC, 100k real MiniLM vectors,
-``bench/seam.py``): the same walk 17-20% faster, and latentspace's search went from 0.86x
-to 1.04x raw hnswlib's (which keeps 4 KiB pages).
+hnswlib does not ask. Measured here (2-core AMD EPYC, 100k real MiniLM vectors): the same
+walk 8-17% faster (two loads of one index file in one process, alternating), and
+latentspace's search went from 0.90x to 0.98x raw hnswlib's single-query speed, 0.93x to
+1.02x in a batch (``bench/seam.py``; raw hnswlib keeps its 4 KiB pages).
 
 hnswlib does not tell where its memory is, so :class:`NewMemory` compares the process's
 anonymous mappings before and after hnswlib allocates (a load, a new index, a resize) and
 :func:`advise` marks the new ones; only for a block of at least :data:`WATCH_FROM` bytes
-(32 MB: 20k vectors of 384 floats), which the C allocator always maps on its own. Memory that is already filled (a loaded index) is
-collapsed into huge pages by one background thread at the lowest CPU priority
-(``MADV_COLLAPSE``, Linux 6.1+; ~1 s for 235 MB here), while searches go on; memory filled
-later (vectors added) gets huge pages as it is first written.
+(32 MB: 20k vectors of 384 floats), which the C allocator maps on its own. Memory that is
+already filled (a loaded index) is collapsed into huge pages by one background thread at
+the lowest CPU priority (``MADV_COLLAPSE``, Linux 6.1+; 0.4-1.8 s for 235 MB here), while
+searches go on; memory filled later (vectors added) gets huge pages as it is first written.
 
 Advice is a hint: it never changes what memory holds, so advising memory that another part
 of the process allocated at the same moment, or memory freed meanwhile, is harmless (the
@@ -156,10 +157,20 @@ def advise(regions: list[tuple[int, int]], collapse: bool = True) -> list[tuple[
     return done
 
 
+def _after_fork_in_child() -> None:
+    global _state_lock, _collapser, _collapse_queue
+    _state_lock = threading.Lock()  # another thread may have held it at the fork
+    _collapser = _collapse_queue = None  # threads do not follow a fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _collapse_later(ranges: list[tuple[int, int]]) -> None:
     global _collapse_queue, _collapser
     with _state_lock:
-        if _collapser is None or not _collapser.is_alive():  # also after a fork: threads do not follow
+        if _collapser is None or not _collapser.is_alive():
             _collapse_queue = queue.SimpleQueue()
             _collapser = threading.Thread(target=_collapse_loop, args=(_collapse_queue,),
                                           name="latentspace-hugepages", daemon=True)

@@ -3,8 +3,10 @@ never where the user turned them off, and never changing what a search returns."
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -153,3 +155,28 @@ def test_an_index_made_just_before_keeps_its_own_pages():
     assert not hugepages.huge_bytes(first_memory.regions)[1]
     assert not any(lo < b and a < hi for lo, hi in second.huge_ranges for a, b in first_memory.regions)
     assert first.huge_ranges == []
+
+
+@needs_thp
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_collapses_with_its_own_thread(tmp_path):
+    made = HnswIndex(DIM, "cosine", capacity=ROOM)
+    made.add(np.arange(10), unit_rows(10, DIM, seed=7))
+    made.save(str(tmp_path / "i.hnsw"))
+    HnswIndex.load(str(tmp_path / "i.hnsw"), DIM, "cosine", made.params, 10)  # the parent's collapser runs
+    pid = os.fork()
+    if pid == 0:  # the child: load and collapse again, with a thread of its own
+        ok = False
+        try:
+            child = HnswIndex.load(str(tmp_path / "i.hnsw"), DIM, "cosine", made.params, 10)
+            ok = bool(child.huge_ranges) and hugepages.wait_collapsed(60)
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 120
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child did not finish in 120 s")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
