@@ -1,12 +1,15 @@
 """Huge pages under the HNSW index (storage/hugepages.py): advised where Linux allows it,
-never where the user turned them off, and never changing what a search returns."""
+never where the user turned them off, and never changing what a search returns. What needs
+hnswlib's block to be a mapping of its own runs in a fresh process (hugepages_worker.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,11 +25,8 @@ needs_thp = pytest.mark.skipif(
     reason="transparent huge pages are not available here (not Linux, set to never, or no libc madvise)",
 )
 DIM = 384
-# 160,000 rows of room: a 268 MB block, past hugepages.WATCH_FROM (32 MB), and larger than any
-# free memory the C allocator of this test process could serve it from (then no new mapping
-# shows it, and it is rightly left alone); hnswlib does not write it until vectors come, so
-# it costs address space, not memory
-ROOM = 160_000
+ROOM = 160_000  # rows of room: a 268 MB block of address space (hnswlib writes it as vectors come)
+WORKER = Path(__file__).with_name("hugepages_worker.py")
 WIDE, N = 4_096, 2_500  # a store's index past WATCH_FROM with few rows (a quick build)
 
 
@@ -41,37 +41,62 @@ def _fill(path, huge_pages: bool):
     return store, col, x
 
 
-@needs_thp
-def test_a_new_index_is_advised_and_a_small_one_is_left_alone():
-    big = HnswIndex(DIM, "cosine", capacity=ROOM)
-    assert big.huge_ranges, "a 160,000-row index (268 MB) gets its memory advised"
-    assert all(lo % hugepages.HUGE_PAGE == 0 and hi % hugepages.HUGE_PAGE == 0 for lo, hi in big.huge_ranges)
-    assert hugepages.huge_bytes(big.huge_ranges)[1], "the kernel lists the advice (VmFlags hg)"
-    assert HnswIndex(DIM, "cosine", capacity=15_000).huge_ranges == []  # 25 MB: below WATCH_FROM
+def _fresh(scenario: str, tmp_path) -> dict:
+    """A scenario of hugepages_worker.py in a fresh process (see its docstring: why)."""
+    proc = subprocess.run([sys.executable, str(WORKER), scenario, str(tmp_path)], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @needs_thp
-def test_turned_off_the_index_memory_is_not_advised():
-    with hugepages.NewMemory() as new:
-        plain = HnswIndex(DIM, "cosine", capacity=ROOM, huge_pages=False)
-    assert plain.huge_ranges == []
-    assert new.regions, "hnswlib's block was allocated and seen"
-    assert not hugepages.huge_bytes(new.regions)[1]
+def test_a_new_index_is_advised_and_a_small_one_is_left_alone(tmp_path):
+    got = _fresh("new_index", tmp_path)
+    assert got["big"], "a 160,000-row index (268 MB) gets its memory advised"
+    assert all(lo % hugepages.HUGE_PAGE == 0 and hi % hugepages.HUGE_PAGE == 0 for lo, hi in got["big"])
+    assert got["big_advised"], "the kernel lists the advice (VmFlags hg)"
+    assert got["small"] == []  # 25 MB: below WATCH_FROM
+
+
+@needs_thp
+def test_turned_off_the_index_memory_is_not_advised(tmp_path):
+    got = _fresh("turned_off", tmp_path)
+    assert got["ranges"] == []
+    assert got["seen"], "hnswlib's block was allocated and seen"
+    assert not got["advised"]
 
 
 @needs_thp
 def test_a_loaded_index_is_advised_and_collapsed_in_the_background(tmp_path):
-    made = HnswIndex(DIM, "cosine", capacity=ROOM)
-    x = unit_rows(500, DIM, seed=6)
-    made.add(np.arange(500), x)
-    made.save(str(tmp_path / "i.hnsw"))
-    loaded = HnswIndex.load(str(tmp_path / "i.hnsw"), DIM, "cosine", made.params, 500)
-    assert loaded.huge_ranges and hugepages.huge_bytes(loaded.huge_ranges)[1]
-    assert hugepages.wait_collapsed(120)  # the background collapse finishes (its result is the kernel's)
-    labels, _ = loaded.search(x[:5], 1)
-    assert labels[:, 0].tolist() == [0, 1, 2, 3, 4]  # and the index answers after it
-    off = HnswIndex.load(str(tmp_path / "i.hnsw"), DIM, "cosine", made.params, 500, huge_pages=False)
-    assert off.huge_ranges == []
+    got = _fresh("loaded", tmp_path)
+    assert got["ranges"] and got["advised"]
+    assert got["collapsed_in_time"]  # the background collapse finishes (its result is the kernel's)
+    assert got["nearest"] == [0, 1, 2, 3, 4]  # and the index answers after it
+    assert got["off"] == []
+
+
+@needs_thp
+def test_an_index_made_just_before_keeps_its_own_pages(tmp_path):
+    got = _fresh("neighbours", tmp_path)
+    assert got["second_ranges"] and got["first_seen"] and got["first_ranges"] == []
+    assert not got["first_advised"]
+    assert not any(lo < b and a < hi for lo, hi in got["second_ranges"] for a, b in got["first_seen"])
+
+
+@needs_thp
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_collapses_with_its_own_thread(tmp_path):
+    assert _fresh("forked", tmp_path) == {"exit": 0}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/maps is Linux's")
+def test_new_memory_sees_an_allocation(tmp_path):
+    got = _fresh("numpy_block", tmp_path)
+    if hugepages.available():
+        lo, hi = got["block"]
+        assert any(a < hi and lo < b for a, b in got["seen"])  # (numpy advises most of it itself: two mappings)
+    else:
+        assert got["seen"] == []
 
 
 def test_the_store_option_reaches_its_indexes_and_answers_alike(tmp_path, monkeypatch):
@@ -127,56 +152,9 @@ def test_where_unavailable_nothing_is_asked(tmp_path, monkeypatch):
     assert labels[:, 0].tolist() == [0, 1, 2]
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/maps is Linux's")
-def test_new_memory_sees_an_allocation():
-    with hugepages.NewMemory() as new:
-        block = np.ones(hugepages.WATCH_FROM + 1, dtype=np.uint8)  # the C allocator maps it on its own
-    if hugepages.available():
-        lo, hi = block.ctypes.data, block.ctypes.data + block.nbytes
-        assert any(a < hi and lo < b for a, b in new.regions)  # (numpy advises most of it itself: two mappings)
-    else:
-        assert new.regions == []
-
-
 def test_only_new_addresses_count_as_new():
     old = {(0x1000_0000, 0x1400_0000)}
     merged = {(0x0c00_0000, 0x1400_0000)}  # a new mapping just below, merged by the kernel with the old
     assert hugepages._minus(merged, old) == [(0x0c00_0000, 0x1000_0000)]
     assert hugepages._minus({(0, 100)}, {(10, 20), (30, 40)}) == [(0, 10), (20, 30), (40, 100)]
     assert hugepages._minus({(0, 100)}, {(0, 100)}) == []
-
-
-@needs_thp
-def test_an_index_made_just_before_keeps_its_own_pages():
-    with hugepages.NewMemory() as first_memory:
-        first = HnswIndex(DIM, "cosine", capacity=ROOM, huge_pages=False)
-    second = HnswIndex(DIM, "cosine", capacity=ROOM)  # mapped next to it, often merged with it
-    assert second.huge_ranges
-    assert not hugepages.huge_bytes(first_memory.regions)[1]
-    assert not any(lo < b and a < hi for lo, hi in second.huge_ranges for a, b in first_memory.regions)
-    assert first.huge_ranges == []
-
-
-@needs_thp
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_collapses_with_its_own_thread(tmp_path):
-    made = HnswIndex(DIM, "cosine", capacity=ROOM)
-    made.add(np.arange(10), unit_rows(10, DIM, seed=7))
-    made.save(str(tmp_path / "i.hnsw"))
-    HnswIndex.load(str(tmp_path / "i.hnsw"), DIM, "cosine", made.params, 10)  # the parent's collapser runs
-    pid = os.fork()
-    if pid == 0:  # the child: load and collapse again, with a thread of its own
-        ok = False
-        try:
-            child = HnswIndex.load(str(tmp_path / "i.hnsw"), DIM, "cosine", made.params, 10)
-            ok = bool(child.huge_ranges) and hugepages.wait_collapsed(60)
-        finally:
-            os._exit(0 if ok else 1)
-    deadline = time.monotonic() + 120
-    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if done[0] == 0:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the forked child did not finish in 120 s")
-    assert os.waitstatus_to_exitcode(done[1]) == 0
