@@ -95,9 +95,9 @@ def anonymous_regions() -> set[tuple[int, int]]:
 
 def _minus(regions: set[tuple[int, int]], old: set[tuple[int, int]]) -> list[tuple[int, int]]:
     """The address ranges of ``regions`` outside every range of ``old``."""
-    out = []
+    out, old = [], sorted(old)
     for start, end in sorted(regions):
-        for lo, hi in sorted(old):
+        for lo, hi in old:
             if hi <= start or end <= lo:
                 continue
             if lo > start:

@@ -10,6 +10,7 @@ here, incremental add, delete by marking, filter callbacks; see bench/RESULTS.md
 
 from __future__ import annotations
 
+import contextlib
 import math
 import struct
 from abc import ABC, abstractmethod
@@ -252,12 +253,11 @@ class HnswIndex(AnnIndex):
         self.huge_pages, self.huge_ranges = huge_pages, []
         self._index = hnswlib.Index(space=self.SPACES[metric], dim=dim)
         capacity = max(capacity, 16)
-        with self._new_memory(capacity) as new:  # not yet written: huge pages as vectors are added
+        with self._level0_block(self._block_bytes(capacity), written=False):
             self._index.init_index(
                 max_elements=capacity, M=params.M, ef_construction=params.ef_construction,
                 random_seed=100, allow_replace_deleted=True,
             )
-        self.huge_ranges += hugepages.advise(new.regions, collapse=False)
         self._index.set_ef(params.ef_search)
         self._ef = self._ef_default = params.ef_search
         self._live = 0
@@ -271,9 +271,8 @@ class HnswIndex(AnnIndex):
         self.dim, self.metric, self.params = dim, metric, params
         self.huge_pages, self.huge_ranges = huge_pages, []
         self._index = hnswlib.Index(space=cls.SPACES[metric], dim=dim)
-        with self._new_memory(None, _level0_bytes(path)) as new:
+        with self._level0_block(_level0_bytes(path), written=True):
             self._index.load_index(path, allow_replace_deleted=True)
-        self.huge_ranges += hugepages.advise(new.regions)  # already written: collapsed in the background
         if self._index.dim != dim:
             raise ValueError(f"index dimension {self._index.dim} != {dim}")
         self._index.set_ef(params.ef_search)
@@ -284,13 +283,20 @@ class HnswIndex(AnnIndex):
     def __len__(self) -> int:
         return self._live
 
-    def _new_memory(self, capacity: int | None, size: int = 0) -> hugepages.NewMemory:
-        """Watch for the memory hnswlib allocates for ``capacity`` vectors (or its level-0
-        block of ``size`` bytes), when huge pages are on and the block is large enough
-        (:data:`.hugepages.WATCH_FROM`)."""
-        if capacity is not None:
-            size = capacity * (4 * self.dim + 8 * self.params.M + 12)  # hnswlib's level-0 block
-        return hugepages.NewMemory(self.huge_pages and size >= hugepages.WATCH_FROM)
+    def _block_bytes(self, capacity: int) -> int:
+        """hnswlib's level-0 block for ``capacity`` vectors: each its floats, 2M links, their count, a label."""
+        return capacity * (4 * self.dim + 8 * self.params.M + 12)
+
+    @contextlib.contextmanager
+    def _level0_block(self, size: int, written: bool):
+        """Around hnswlib allocating its level-0 block of ``size`` bytes (a new index, a load,
+        a resize): the block's huge pages, when on and the block is large enough
+        (:data:`.hugepages.WATCH_FROM`). A ``written`` block (loaded, or moved by a resize) is
+        collapsed in the background; a new one gets them as vectors are added. ``huge_ranges``
+        is then the current block's (the old one is freed)."""
+        with hugepages.NewMemory(self.huge_pages and size >= hugepages.WATCH_FROM) as new:
+            yield
+        self.huge_ranges = hugepages.advise(new.regions, collapse=written)
 
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
         if len(labels) == 0:
@@ -299,9 +305,8 @@ class HnswIndex(AnnIndex):
         cap = self._index.get_max_elements()
         if needed > cap:
             cap = max(needed, int(cap * 1.5) + 1024)
-            with self._new_memory(cap) as new:
+            with self._level0_block(self._block_bytes(cap), written=True):
                 self._index.resize_index(cap)
-            self.huge_ranges += hugepages.advise(new.regions)
         self._index.add_items(vectors, np.asarray(labels, dtype=np.int64), num_threads=-1, replace_deleted=True)
         self._live += len(labels)
 
