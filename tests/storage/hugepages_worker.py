@@ -97,7 +97,19 @@ def forked(folder: str) -> dict:
     return {"exit": os.waitstatus_to_exitcode(done[1])}
 
 
-SCENARIOS = {"new_index": new_index, "turned_off": turned_off, "loaded": loaded, "neighbours": neighbours,
+def resized() -> dict:
+    from latentspace.storage.index import HnswParams
+
+    wide = 4_096
+    index = HnswIndex(wide, "cosine", HnswParams(M=4, ef_construction=8), capacity=2_100)  # 34.5 MB
+    before = index.huge_ranges
+    x = np.random.default_rng(8).normal(size=(2_101, wide)).astype(np.float32)
+    index.add(np.arange(2_101), x)  # one past its room: hnswlib reallocates (4,174 rows, 68.6 MB)
+    return {"before": before, "after": index.huge_ranges, "block": index._block_bytes(4_174),
+            "advised": hugepages.huge_bytes(index.huge_ranges)[1]}
+
+
+SCENARIOS = {"resized": resized, "new_index": new_index, "turned_off": turned_off, "loaded": loaded, "neighbours": neighbours,
              "numpy_block": numpy_block, "forked": forked}
 
 if __name__ == "__main__":

@@ -76,6 +76,14 @@ def test_a_loaded_index_is_advised_and_collapsed_in_the_background(tmp_path):
 
 
 @needs_thp
+def test_a_resized_index_holds_the_ranges_of_its_new_block_only(tmp_path):
+    got = _fresh("resized", tmp_path)
+    assert got["before"] and got["after"] and got["advised"]
+    # the old block is freed by the resize: its ranges are not kept beside the new one's
+    assert sum(hi - lo for lo, hi in got["after"]) <= got["block"]
+
+
+@needs_thp
 def test_an_index_made_just_before_keeps_its_own_pages(tmp_path):
     got = _fresh("neighbours", tmp_path)
     assert got["second_ranges"] and got["first_seen"] and got["first_ranges"] == []
